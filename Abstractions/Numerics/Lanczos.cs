@@ -1,0 +1,135 @@
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace Harness.Abstractions.Numerics;
+
+/// <summary>Settings of one Lanczos run.</summary>
+/// <param name="MaxIterations">Krylov dimension limit (= operator products).</param>
+/// <param name="RelativeTolerance">Stop when the residual of every wanted Ritz pair is below this times |λ|.</param>
+/// <param name="TopK">How many of the largest algebraic eigenvalues must converge.</param>
+/// <param name="Smallest">Also require the smallest algebraic eigenvalue to converge.</param>
+public sealed record LanczosOptions(int MaxIterations = 30, double RelativeTolerance = 1e-3, int TopK = 1, bool Smallest = false);
+
+/// <summary>An eigenpair estimate: Ritz value, unit Ritz vector, and residual ‖Av − λv‖ (from the Lanczos
+/// recurrence, |β_j s_j|, which equals the true residual in exact arithmetic under full reorthogonalisation).</summary>
+public sealed record RitzPair(double Value, Tensor Vector, double Residual);
+
+public sealed record LanczosResult(
+    /// <summary>Largest algebraic eigenvalues, descending (TopK of them, fewer if the space is smaller).</summary>
+    IReadOnlyList<RitzPair> Top,
+    /// <summary>Smallest algebraic eigenvalue, when requested.</summary>
+    RitzPair? Bottom,
+    int Iterations,
+    bool Converged);
+
+/// <summary>
+/// Symmetric Lanczos with full reorthogonalisation (classical Gram–Schmidt applied twice). Returns the
+/// largest *algebraic* eigenvalues (not largest magnitude: a Hessian with a large negative eigenvalue
+/// still reports its largest positive one), optionally the smallest, with residuals and iteration count.
+/// Warm start: pass the previous top vector as <c>start</c>.
+/// </summary>
+public static class Lanczos
+{
+    public static LanczosResult Run(ISymmetricOperator op, LanczosOptions options, Tensor? start = null, long seed = 0,
+        ScalarType dtype = ScalarType.Float32, Device? device = null)
+    {
+        long n = op.Dimension;
+        int maxIter = (int)Math.Min(options.MaxIterations, n);
+        using var scope = NewDisposeScope();
+        Tensor q;
+        if (start is not null && start.numel() == n && NormOf(start) > 0)
+            q = start.detach().clone().to(dtype);
+        else
+        {
+            var gen = new Generator((ulong)seed);
+            q = randn(n, dtype: dtype, device: device, generator: gen);
+        }
+        q = q.div(NormOf(q));
+        var basis = new List<Tensor> { q };
+        var alphas = new List<double>();
+        var betas = new List<double>();
+        Tensor? prev = null;
+        double prevBeta = 0;
+        double[] evals = [];
+        Tensor evecs = empty(0);
+        bool converged = false;
+        int iterations = 0;
+
+        for (int j = 0; j < maxIter; j++)
+        {
+            iterations = j + 1;
+            var w = op.Multiply(basis[j]).to(dtype);
+            double alpha = ParameterVectors.Dot(basis[j], w);
+            alphas.Add(alpha);
+            w = w - alpha * basis[j];
+            if (prev is not null) w = w - prevBeta * prev;
+            Reorthogonalise(w, basis);
+            Reorthogonalise(w, basis);
+            double beta = NormOf(w);
+
+            (evals, evecs) = TridiagonalEigen(alphas, betas);
+            int m = evals.Length;
+            bool invariant = beta <= 1e-12 * Math.Max(1.0, Math.Abs(evals[m - 1]));
+            converged = invariant || Wanted(options, m).All(i => beta * Math.Abs(evecs[m - 1, i].ToDouble())
+                                         <= options.RelativeTolerance * Math.Max(Math.Abs(evals[i]), 1e-30));
+            if (converged || j == maxIter - 1)
+            {
+                var top = new List<RitzPair>();
+                for (int k = 0; k < Math.Min(options.TopK, m); k++)
+                    top.Add(Pair(m - 1 - k, evals, evecs, basis, invariant ? 0 : beta));
+                var bottom = options.Smallest ? Pair(0, evals, evecs, basis, invariant ? 0 : beta) : null;
+                foreach (var p in top) p.Vector.MoveToOuterDisposeScope();
+                bottom?.Vector.MoveToOuterDisposeScope();
+                return new LanczosResult(top, bottom, iterations, converged);
+            }
+            betas.Add(beta);
+            prev = basis[j];
+            prevBeta = beta;
+            basis.Add(w / beta);
+        }
+        throw new InvalidOperationException("unreachable: Lanczos loop exited without a result");
+    }
+
+    private static IEnumerable<int> Wanted(LanczosOptions o, int m)
+    {
+        for (int k = 0; k < Math.Min(o.TopK, m); k++) yield return m - 1 - k;
+        if (o.Smallest) yield return 0;
+    }
+
+    private static RitzPair Pair(int i, double[] evals, Tensor evecs, List<Tensor> basis, double beta)
+    {
+        int m = evals.Length;
+        var s = evecs[.., i];
+        var dtype = basis[0].dtype;
+        Tensor v = zeros_like(basis[0]);
+        for (int k = 0; k < m; k++) v = v + s[k].ToDouble() * basis[k];
+        v = v / NormOf(v);
+        return new RitzPair(evals[i], v.to(dtype), beta * Math.Abs(s[m - 1].ToDouble()));
+    }
+
+    private static void Reorthogonalise(Tensor w, List<Tensor> basis)
+    {
+        foreach (var b in basis)
+            w.sub_(b * ParameterVectors.Dot(b, w));
+    }
+
+    private static double NormOf(Tensor v)
+    {
+        using var n = v.to(ScalarType.Float64).norm();
+        return n.ToDouble();
+    }
+
+    /// <summary>Eigen-decomposition of the symmetric tridiagonal matrix (ascending eigenvalues), in float64.</summary>
+    private static (double[] values, Tensor vectors) TridiagonalEigen(List<double> alphas, List<double> betas)
+    {
+        int m = alphas.Count;
+        var t = zeros(m, m, dtype: ScalarType.Float64);
+        for (int i = 0; i < m; i++)
+        {
+            t[i, i] = alphas[i];
+            if (i + 1 < m) { t[i, i + 1] = betas[i]; t[i + 1, i] = betas[i]; }
+        }
+        var (l, v) = linalg.eigh(t);
+        return (l.data<double>().ToArray(), v);
+    }
+}

@@ -1,0 +1,227 @@
+using System.CommandLine;
+using System.Globalization;
+using System.Reflection;
+using Harness.Host.Matrix;
+using Harness.Host.Output;
+using Harness.Host.Plugins;
+using Harness.Host.Telemetry;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Hosting;
+using Microsoft.AspNetCore.Hosting.Server;
+using Microsoft.AspNetCore.Hosting.Server.Features;
+using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
+using OpenTelemetry.Metrics;
+using Spectre.Console;
+
+namespace Harness.Host.Cli;
+
+/// <summary>The command line: run, demo, serve, validate, plugins, summary.</summary>
+public static class HarnessCli
+{
+    private static readonly Option<string?> Plugins = new("--plugins") { Description = "plugin folder (default: plugins/ next to the host)" };
+    private static readonly Option<string?> Results = new("--results") { Description = "results root (default: ./results)" };
+    private static readonly Option<string?> MetricsUrl = new("--metrics-url") { Description = "address serving /metrics, e.g. http://127.0.0.1:9464; port 0 = any free port; 'none' = off (run only)" };
+    private static readonly Option<int?> Threads = new("--threads") { Description = "libtorch threads (default: all cores)" };
+    private static readonly Option<bool> NoProgress = new("--no-progress") { Description = "log lines instead of live progress bars" };
+
+    public static RootCommand Build()
+    {
+        var root = new RootCommand("Optimizer benchmarking harness: training matrices, curvature probes, live metrics, Parquet traces.");
+
+        var matrixArg = new Argument<string>("matrix") { Description = "matrix file (YAML or JSON)" };
+        var run = new Command("run", "Run a matrix file to completion (finished runs are skipped) and exit.") { matrixArg, Plugins, Results, MetricsUrl, Threads, NoProgress };
+        run.SetAction((p, ct) => RunMatrix(p, p.GetValue(matrixArg)!, ct));
+        root.Subcommands.Add(run);
+
+        var demo = new Command("demo", "Run the built-in demo matrix (edge of stability of full-batch GD on Fashion-MNIST).") { Plugins, Results, MetricsUrl, Threads, NoProgress };
+        demo.SetAction((p, ct) => RunMatrix(p, ExtractDemo(), ct));
+        root.Subcommands.Add(demo);
+
+        var inbox = new Option<string?>("--inbox") { Description = "folder watched for matrix files (default: ./inbox)" };
+        var serve = new Command("serve", "Run as a service: keep /metrics up and execute matrix files dropped into the inbox.") { Plugins, Results, MetricsUrl, Threads, inbox };
+        serve.SetAction((p, ct) => Serve(p, p.GetValue(inbox), ct));
+        root.Subcommands.Add(serve);
+
+        var validateArg = new Argument<string>("matrix") { Description = "matrix file to check" };
+        var validate = new Command("validate", "Check a matrix file against the loaded plugins and list its runs, without training.") { validateArg, Plugins, Results };
+        validate.SetAction(p => Validate(p, p.GetValue(validateArg)!));
+        root.Subcommands.Add(validate);
+
+        var plugins = new Command("plugins", "List the plugins of the plugin folder with their hyperparameters, and the files that failed to load.") { Plugins };
+        plugins.SetAction(ListPlugins);
+        root.Subcommands.Add(plugins);
+
+        var dirArg = new Argument<string>("matrix-dir") { Description = "results/<matrix> folder" };
+        var summary = new Command("summary", "Rebuild summary.parquet of a matrix folder from every run manifest in it.") { dirArg };
+        summary.SetAction(p =>
+        {
+            var dir = p.GetValue(dirArg)!;
+            if (!Directory.Exists(dir)) { Console.Error.WriteLine($"error: folder '{dir}' does not exist"); return 2; }
+            int n = SummaryWriter.Write(dir);
+            Console.WriteLine($"{Path.Combine(dir, "summary.parquet")}: {n} run(s)");
+            return 0;
+        });
+        root.Subcommands.Add(summary);
+        return root;
+    }
+
+    private static HarnessOptions Options(ParseResult p, string? inbox = null)
+    {
+        var config = new ConfigurationBuilder()
+            .AddJsonFile(Path.Combine(AppContext.BaseDirectory, "appsettings.json"), optional: true)
+            .AddEnvironmentVariables("HARNESS_")
+            .Build();
+        var o = new HarnessOptions();
+        config.GetSection(HarnessOptions.Section).Bind(o);
+        if (p.GetValue(Plugins) is { } pl) o.PluginDirectory = pl;
+        if (p.GetValue(Results) is { } r) o.ResultsDirectory = r;
+        if (p.GetValue(MetricsUrl) is { } m) o.MetricsUrl = m;
+        if (p.GetValue(Threads) is { } t) o.Threads = t;
+        if (inbox is not null) o.InboxDirectory = inbox;
+        var check = new HarnessOptionsValidator().Validate(null, o);
+        if (check.Failed) throw new OptionsValidationException(HarnessOptions.Section, typeof(HarnessOptions), check.Failures);
+        return o;
+    }
+
+    private static ILoggerFactory Logging() => LoggerFactory.Create(b => b
+        .AddSimpleConsole(c => { c.SingleLine = true; c.TimestampFormat = "HH:mm:ss "; })
+        .AddFilter("Microsoft", LogLevel.Warning)
+        .AddFilter("System", LogLevel.Warning)
+        .SetMinimumLevel(LogLevel.Information)
+        .Services.Configure<Microsoft.Extensions.Logging.Console.ConsoleLoggerOptions>(c => c.LogToStandardErrorThreshold = LogLevel.Trace));
+
+    /// <summary>The ASP.NET Core host: plugins, metrics (OpenTelemetry → Prometheus at /metrics), the matrix runner,
+    /// and for <c>serve</c> the inbox service and /healthz.</summary>
+    public static WebApplication BuildWebHost(HarnessOptions o, bool serve)
+    {
+        TorchSharp.torch.set_num_threads(o.Threads > 0 ? o.Threads : Environment.ProcessorCount);
+        var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions { Args = [], ContentRootPath = AppContext.BaseDirectory });
+        builder.Logging.ClearProviders();
+        builder.Logging.AddSimpleConsole(c => { c.SingleLine = true; c.TimestampFormat = "HH:mm:ss "; });
+        builder.Logging.Services.Configure<Microsoft.Extensions.Logging.Console.ConsoleLoggerOptions>(c => c.LogToStandardErrorThreshold = LogLevel.Trace);
+        builder.Logging.AddFilter("Microsoft", LogLevel.Warning);
+        builder.Services.AddSingleton(Microsoft.Extensions.Options.Options.Create(o));
+        builder.Services.AddSingleton<IValidateOptions<HarnessOptions>, HarnessOptionsValidator>();
+        builder.Services.AddSingleton(sp => PluginCatalog.Load(o.PluginDirectory, sp.GetRequiredService<ILoggerFactory>().CreateLogger("plugins")));
+        builder.Services.AddSingleton<HarnessMetrics>();
+        builder.Services.AddSingleton<MatrixRunner>();
+        builder.Services.AddOpenTelemetry().WithMetrics(m => m.AddMeter(HarnessMetrics.MeterName).AddPrometheusExporter());
+        if (serve) builder.Services.AddHostedService<InboxService>();
+        builder.WebHost.UseUrls(o.MetricsUrl == "none" ? "http://127.0.0.1:0" : o.MetricsUrl);
+        var app = builder.Build();
+        app.UseOpenTelemetryPrometheusScrapingEndpoint();
+        app.MapGet("/healthz", () => Microsoft.AspNetCore.Http.Results.Text("ok"));
+        return app;
+    }
+
+    private static async Task<int> RunMatrix(ParseResult p, string matrixPath, CancellationToken ct)
+    {
+        HarnessOptions o;
+        try { o = Options(p); }
+        catch (OptionsValidationException e) { Console.Error.WriteLine("error: " + e.Message); return 2; }
+        await using var app = BuildWebHost(o, serve: false);
+        var log = app.Services.GetRequiredService<ILoggerFactory>().CreateLogger("harness");
+        var catalog = app.Services.GetRequiredService<PluginCatalog>();
+        var runner = app.Services.GetRequiredService<MatrixRunner>();
+        MatrixSpec spec;
+        try { spec = runner.Parse(matrixPath); MatrixExpander.Expand(spec); }
+        catch (MatrixValidationException e) { Console.Error.WriteLine(e.Message); ReportPluginErrors(catalog); return 2; }
+
+        try { await app.StartAsync(ct); }
+        catch (IOException e) { Console.Error.WriteLine($"error: cannot serve metrics at {o.MetricsUrl}: {e.Message} (use --metrics-url with another port, or port 0)"); return 2; }
+        if (o.MetricsUrl != "none")
+            log.LogInformation("metrics at {Url}/metrics", BoundAddress(app));
+
+        bool interactive = !p.GetValue(NoProgress) && AnsiConsole.Profile.Capabilities.Interactive && !Console.IsOutputRedirected;
+        MatrixOutcome outcome;
+        if (interactive)
+        {
+            int count = MatrixExpander.Expand(spec).Count;
+            outcome = AnsiConsole.Progress().AutoClear(false).HideCompleted(false)
+                .Columns(new TaskDescriptionColumn { Alignment = Justify.Left }, new ProgressBarColumn(), new PercentageColumn(), new RemainingTimeColumn(), new SpinnerColumn())
+                .Start(ctx => runner.Run(spec, new SpectreProgress(ctx, count), ct));
+        }
+        else
+            outcome = runner.Run(spec, new LogProgress(log), ct);
+        SummaryTable.Print(outcome);
+        await app.StopAsync(CancellationToken.None);
+        return outcome.Runs.Any(r => r.Status is RunStatus.Failed) ? 1 : 0;
+    }
+
+    public static string BoundAddress(WebApplication app) =>
+        app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()?.Addresses.FirstOrDefault() ?? "?";
+
+    private static async Task<int> Serve(ParseResult p, string? inbox, CancellationToken ct)
+    {
+        HarnessOptions o;
+        try { o = Options(p, inbox); }
+        catch (OptionsValidationException e) { Console.Error.WriteLine("error: " + e.Message); return 2; }
+        if (o.MetricsUrl == "none") { Console.Error.WriteLine("error: serve needs an HTTP address (--metrics-url)"); return 2; }
+        await using var app = BuildWebHost(o, serve: true);
+        _ = app.Services.GetRequiredService<PluginCatalog>();
+        await app.StartAsync(ct);
+        app.Services.GetRequiredService<ILoggerFactory>().CreateLogger("harness")
+            .LogInformation("serving: metrics at {Url}/metrics, health at {Url}/healthz, inbox {Inbox}", BoundAddress(app), BoundAddress(app), Path.GetFullPath(o.InboxDirectory));
+        await app.WaitForShutdownAsync(ct);
+        return 0;
+    }
+
+    private static int Validate(ParseResult p, string matrixPath)
+    {
+        var o = Options(p);
+        using var lf = Logging();
+        var catalog = PluginCatalog.Load(o.PluginDirectory, lf.CreateLogger("plugins"));
+        try
+        {
+            var spec = MatrixParser.ParseFile(matrixPath, catalog);
+            var cells = MatrixExpander.Expand(spec);
+            Console.WriteLine($"{matrixPath}: valid, {cells.Count} run(s) into {Path.Combine(spec.OutputRoot ?? o.ResultsDirectory, spec.Name)}");
+            foreach (var c in cells) Console.WriteLine($"  {c.RunId}  {c.Label}");
+            return 0;
+        }
+        catch (MatrixValidationException e) { Console.Error.WriteLine(e.Message); ReportPluginErrors(catalog); return 2; }
+    }
+
+    private static void ReportPluginErrors(PluginCatalog catalog)
+    {
+        foreach (var e in catalog.Errors) Console.Error.WriteLine($"note: plugin {e.File} was not loaded: {e.Reason}");
+    }
+
+    private static int ListPlugins(ParseResult p)
+    {
+        var o = Options(p);
+        using var lf = Logging();
+        var catalog = PluginCatalog.Load(o.PluginDirectory, null);
+        AnsiConsole.MarkupLine($"[bold]plugin folder:[/] {Markup.Escape(catalog.Folder)}");
+        var table = new Table().Border(TableBorder.Rounded);
+        foreach (var col in new[] { "kind", "name", "hyperparameter", "default", "range", "description", "file" }) table.AddColumn(col);
+        void Add(string kind, string name, string desc, IReadOnlyList<Abstractions.HyperparameterSpec> hps, PluginOrigin origin)
+        {
+            table.AddRow(kind, $"[bold]{Markup.Escape(name)}[/]", "", "", "", Markup.Escape(desc), Markup.Escape(origin.File));
+            foreach (var h in hps)
+                table.AddRow("", "", Markup.Escape(h.Name), Markup.Escape(RunCell.Format(h.Default)), Markup.Escape(h.RangeText), Markup.Escape(h.Doc), "");
+        }
+        foreach (var (n, l) in catalog.Optimizers.OrderBy(k => k.Key)) Add("optimizer", n, l.Plugin.Description, l.Plugin.Hyperparameters, l.Origin);
+        foreach (var (n, l) in catalog.Models.OrderBy(k => k.Key)) Add("model", n, l.Plugin.Description, l.Plugin.Hyperparameters, l.Origin);
+        foreach (var (n, l) in catalog.Probes.OrderBy(k => k.Key)) Add("probe", n, l.Plugin.Description, l.Plugin.Hyperparameters, l.Origin);
+        AnsiConsole.Write(table);
+        foreach (var e in catalog.Errors)
+            AnsiConsole.MarkupLine($"[red]not loaded:[/] {Markup.Escape(e.File)}: {Markup.Escape(e.Reason)}");
+        return catalog.Errors.Count == 0 ? 0 : 1;
+    }
+
+    /// <summary>Writes the embedded experiments/demo.yaml to a temp file (the demo works from any folder).</summary>
+    private static string ExtractDemo()
+    {
+        using var s = Assembly.GetExecutingAssembly().GetManifestResourceStream("demo.yaml")
+            ?? throw new InvalidOperationException("demo.yaml is not embedded in this build");
+        var path = Path.Combine(Path.GetTempPath(), $"harness-demo-{Environment.ProcessId}.yaml");
+        using var f = File.Create(path);
+        s.CopyTo(f);
+        return path;
+    }
+}

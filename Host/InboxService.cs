@@ -1,0 +1,71 @@
+using Harness.Host.Cli;
+using Harness.Host.Matrix;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
+
+namespace Harness.Host;
+
+/// <summary>
+/// The service's work queue: matrix files (*.yaml, *.yml, *.json) dropped into the inbox folder are moved to
+/// inbox/running/, executed one at a time, then moved to inbox/done/ or inbox/failed/ (with a .error.txt beside a
+/// file that did not validate or whose runs failed). Files are taken once their size has stopped changing.
+/// </summary>
+public sealed class InboxService(MatrixRunner runner, IOptions<HarnessOptions> options, ILogger<InboxService> logger) : BackgroundService
+{
+    private static readonly string[] Extensions = [".yaml", ".yml", ".json"];
+    public static readonly TimeSpan PollInterval = TimeSpan.FromSeconds(1);
+
+    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    {
+        string inbox = Path.GetFullPath(options.Value.InboxDirectory);
+        foreach (var sub in new[] { "", "running", "done", "failed" }) Directory.CreateDirectory(Path.Combine(inbox, sub));
+        logger.LogInformation("watching {Inbox} for matrix files", inbox);
+        // A file left in running/ by a previous process that died is queued again (finished runs are skipped by id).
+        foreach (var stale in Directory.GetFiles(Path.Combine(inbox, "running")))
+            File.Move(stale, Path.Combine(inbox, Path.GetFileName(stale)), overwrite: true);
+        var sizes = new Dictionary<string, long>();
+        while (!stoppingToken.IsCancellationRequested)
+        {
+            foreach (var file in Directory.GetFiles(inbox).Where(f => Extensions.Contains(Path.GetExtension(f))).Order(StringComparer.Ordinal))
+            {
+                long size = new FileInfo(file).Length;
+                if (!sizes.TryGetValue(file, out var before) || before != size) { sizes[file] = size; continue; }
+                sizes.Remove(file);
+                await Task.Run(() => Process(inbox, file, stoppingToken), CancellationToken.None);
+                if (stoppingToken.IsCancellationRequested) break;
+            }
+            try { await Task.Delay(PollInterval, stoppingToken); } catch (OperationCanceledException) { }
+        }
+    }
+
+    private void Process(string inbox, string file, CancellationToken ct)
+    {
+        string name = Path.GetFileName(file);
+        string running = Path.Combine(inbox, "running", name);
+        File.Move(file, running, overwrite: true);
+        string? error = null;
+        try
+        {
+            var spec = runner.Parse(running);
+            var outcome = runner.Run(spec, new LogProgress(logger), ct);
+            var failed = outcome.Runs.Where(r => r.Status == Output.RunStatus.Failed).ToList();
+            if (failed.Count > 0) error = string.Join(Environment.NewLine, failed.Select(r => $"{r.RunId}: {r.Reason}"));
+            logger.LogInformation("matrix {File} done: {Count} run(s) in {Dir}", name, outcome.Runs.Count, outcome.Directory);
+        }
+        catch (MatrixValidationException e) { error = e.Message; }
+        catch (Exception e) when (e is not OperationCanceledException) { error = e.ToString(); }
+        if (ct.IsCancellationRequested)
+        {
+            File.Move(running, file, overwrite: true); // back to the inbox: resumed on the next start
+            return;
+        }
+        string target = Path.Combine(inbox, error is null ? "done" : "failed", name);
+        File.Move(running, target, overwrite: true);
+        if (error is not null)
+        {
+            File.WriteAllText(target + ".error.txt", error);
+            logger.LogError("matrix {File} failed: {Error}", name, error);
+        }
+    }
+}

@@ -1,0 +1,48 @@
+using Harness.Host.Matrix;
+using Harness.Host.Output;
+using Harness.Host.Plugins;
+using Harness.Host.Telemetry;
+using Harness.Host.Training;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
+
+namespace Harness.Host;
+
+public sealed record MatrixOutcome(string Directory, IReadOnlyList<RunManifest> Runs, int Skipped);
+
+/// <summary>Runs every cell of a matrix that has not finished yet (found by run id in the results tree), one at a
+/// time, and rewrites summary.parquet after each run so the summary is current even if the process dies.</summary>
+public sealed class MatrixRunner(PluginCatalog plugins, HarnessMetrics metrics, IOptions<HarnessOptions> options, ILogger<MatrixRunner> logger)
+{
+    public MatrixSpec Parse(string path) => MatrixParser.ParseFile(path, plugins);
+
+    public string MatrixDirectory(MatrixSpec spec) =>
+        Path.GetFullPath(Path.Combine(spec.OutputRoot ?? options.Value.ResultsDirectory, spec.Name));
+
+    public MatrixOutcome Run(MatrixSpec spec, IRunProgress progress, CancellationToken ct)
+    {
+        var cells = MatrixExpander.Expand(spec);
+        string dir = MatrixDirectory(spec);
+        Directory.CreateDirectory(dir);
+        var executor = new RunExecutor(plugins, metrics, logger);
+        var results = new List<RunManifest>();
+        int skipped = 0;
+        logger.LogInformation("matrix {Matrix}: {Count} run(s) into {Dir}", spec.Name, cells.Count, dir);
+        foreach (var cell in cells)
+        {
+            if (ct.IsCancellationRequested) break;
+            string runDir = Path.Combine(dir, cell.RunId);
+            if (RunManifest.TryLoad(Path.Combine(runDir, "manifest.json")) is { IsFinished: true } done)
+            {
+                logger.LogInformation("run {Run} ({Label}) already {Status}: skipped", cell.RunId, cell.Label, done.Status.ToString().ToLowerInvariant());
+                results.Add(done);
+                skipped++;
+                continue;
+            }
+            results.Add(executor.Execute(cell, runDir, progress, ct));
+            SummaryWriter.Write(dir);
+        }
+        SummaryWriter.Write(dir);
+        return new MatrixOutcome(dir, results, skipped);
+    }
+}

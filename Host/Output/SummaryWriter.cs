@@ -1,0 +1,65 @@
+using Parquet;
+using Parquet.Schema;
+
+namespace Harness.Host.Output;
+
+/// <summary>
+/// results/&lt;matrix&gt;/summary.parquet: one row per run, rebuilt from every manifest.json under the matrix folder
+/// (so it is correct whatever ran where: shards, restarts). Fixed columns plus <c>final_&lt;column&gt;</c> for every
+/// trace column any run reported.
+/// </summary>
+public static class SummaryWriter
+{
+    public static readonly string[] StringColumns = ["run_id", "matrix", "label", "optimizer", "model", "status", "reason", "optimizer_hyperparameters", "model_hyperparameters"];
+
+    public static IReadOnlyList<RunManifest> LoadManifests(string matrixDir) =>
+        Directory.Exists(matrixDir)
+            ? Directory.GetDirectories(matrixDir).Select(d => RunManifest.TryLoad(Path.Combine(d, "manifest.json")))
+                .OfType<RunManifest>().OrderBy(m => m.RunId, StringComparer.Ordinal).ToList()
+            : [];
+
+    public static int Write(string matrixDir)
+    {
+        var runs = LoadManifests(matrixDir);
+        var finals = runs.SelectMany(r => r.Final.Keys).Distinct().Order(StringComparer.Ordinal).ToList();
+        var strings = StringColumns.Select(c => new DataField<string>(c, true)).ToArray();
+        var initSeed = new DataField<long>("init_seed");
+        var dataSeed = new DataField<long>("data_seed");
+        var steps = new DataField<long>("steps_completed");
+        var wall = new DataField<double>("wall_seconds");
+        var finalFields = finals.Select(f => new DataField<double?>("final_" + f)).ToArray();
+        var schema = new ParquetSchema(strings.Cast<Field>().Concat([initSeed, dataSeed, steps, wall]).Concat(finalFields));
+
+        string path = Path.Combine(matrixDir, "summary.parquet");
+        string tmp = path + ".tmp";
+        using (var stream = File.Create(tmp))
+        {
+            var writer = ParquetWriter.CreateAsync(schema, stream).GetAwaiter().GetResult();
+            try
+            {
+                using var rg = writer.CreateRowGroup();
+                string?[][] text =
+                [
+                    runs.Select(r => (string?)r.RunId).ToArray(), runs.Select(r => (string?)r.Matrix).ToArray(),
+                    runs.Select(r => (string?)r.Label).ToArray(), runs.Select(r => (string?)r.Optimizer).ToArray(),
+                    runs.Select(r => (string?)r.Model).ToArray(),
+                    runs.Select(r => (string?)r.Status.ToString().ToLowerInvariant()).ToArray(),
+                    runs.Select(r => r.Reason).ToArray(),
+                    runs.Select(r => r.Configuration["optimizer"]?["hyperparameters"]?.ToJsonString()).ToArray(),
+                    runs.Select(r => r.Configuration["model"]?["hyperparameters"]?.ToJsonString()).ToArray(),
+                ];
+                for (int i = 0; i < strings.Length; i++)
+                    rg.WriteAsync(strings[i], text[i]!).GetAwaiter().GetResult();
+                rg.WriteAsync<long>(initSeed, runs.Select(r => r.InitSeed).ToArray().AsMemory()).GetAwaiter().GetResult();
+                rg.WriteAsync<long>(dataSeed, runs.Select(r => r.DataSeed).ToArray().AsMemory()).GetAwaiter().GetResult();
+                rg.WriteAsync<long>(steps, runs.Select(r => r.StepsCompleted).ToArray().AsMemory()).GetAwaiter().GetResult();
+                rg.WriteAsync<double>(wall, runs.Select(r => r.WallSeconds).ToArray().AsMemory()).GetAwaiter().GetResult();
+                for (int i = 0; i < finals.Count; i++)
+                    rg.WriteAsync<double>(finalFields[i], runs.Select(r => r.Final.TryGetValue(finals[i], out var v) ? v : (double?)null).ToArray().AsMemory()).GetAwaiter().GetResult();
+            }
+            finally { writer.DisposeAsync().AsTask().GetAwaiter().GetResult(); }
+        }
+        File.Move(tmp, path, overwrite: true);
+        return runs.Count;
+    }
+}

@@ -1,0 +1,169 @@
+using System.Reflection;
+using System.Security.Cryptography;
+using Harness.Abstractions;
+using McMaster.NETCore.Plugins;
+using Microsoft.Extensions.Logging;
+
+namespace Harness.Host.Plugins;
+
+public enum PluginKind { Optimizer, Model, Probe }
+
+/// <summary>Where a plugin came from: recorded in every run's manifest.</summary>
+public sealed record PluginOrigin(string File, string Sha256, string AssemblyName, string AssemblyVersion);
+
+public sealed record LoadedPlugin<T>(T Plugin, PluginOrigin Origin);
+
+/// <summary>A plugin file (or type inside it) that could not be used, with the reason.</summary>
+public sealed record PluginLoadError(string File, string Reason);
+
+/// <summary>
+/// Loads every plugin assembly of a folder, each in its own load context (McMaster.NETCore.Plugins) that shares
+/// only the contract (Harness.Abstractions) and TorchSharp with the host. Layout: either
+/// <c>&lt;folder&gt;/&lt;Name&gt;/&lt;Name&gt;.dll</c> (a plugin with its dependencies) or a single
+/// <c>&lt;folder&gt;/&lt;Name&gt;.dll</c>. A file that fails (not .NET, another contract version, a constructor
+/// that throws, a duplicate name) is reported with its reason and every other plugin still loads.
+/// </summary>
+public sealed class PluginCatalog
+{
+    private readonly List<PluginLoader> _loaders = new();
+    private readonly Dictionary<string, LoadedPlugin<IOptimizerPlugin>> _optimizers = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, LoadedPlugin<IModelPlugin>> _models = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, LoadedPlugin<IProbePlugin>> _probes = new(StringComparer.Ordinal);
+    private readonly List<PluginLoadError> _errors = new();
+
+    public string Folder { get; }
+    public IReadOnlyDictionary<string, LoadedPlugin<IOptimizerPlugin>> Optimizers => _optimizers;
+    public IReadOnlyDictionary<string, LoadedPlugin<IModelPlugin>> Models => _models;
+    public IReadOnlyDictionary<string, LoadedPlugin<IProbePlugin>> Probes => _probes;
+    public IReadOnlyList<PluginLoadError> Errors => _errors;
+
+    private PluginCatalog(string folder) => Folder = folder;
+
+    public static PluginCatalog Load(string folder, ILogger? logger = null)
+    {
+        var catalog = new PluginCatalog(Path.GetFullPath(folder));
+        if (!Directory.Exists(folder))
+        {
+            catalog._errors.Add(new PluginLoadError(folder, "plugin folder does not exist"));
+            return catalog;
+        }
+        foreach (var file in CandidateFiles(catalog.Folder))
+            catalog.LoadFile(file, logger);
+        return catalog;
+    }
+
+    /// <summary>Top-level *.dll files and &lt;sub&gt;/&lt;sub&gt;.dll, in ordinal order (deterministic).</summary>
+    private static IEnumerable<string> CandidateFiles(string folder)
+    {
+        var files = Directory.GetFiles(folder, "*.dll").ToList();
+        foreach (var dir in Directory.GetDirectories(folder))
+        {
+            var main = Path.Combine(dir, Path.GetFileName(dir) + ".dll");
+            if (File.Exists(main)) files.Add(main);
+        }
+        return files.OrderBy(f => f, StringComparer.Ordinal);
+    }
+
+    private void LoadFile(string file, ILogger? logger)
+    {
+        string rel = Path.GetRelativePath(Folder, file);
+        Assembly assembly;
+        PluginLoader loader;
+        try
+        {
+            // Refuse non-.NET files before a load context touches them.
+            AssemblyName.GetAssemblyName(file);
+            loader = PluginLoader.CreateFromAssemblyFile(file,
+                sharedTypes: [typeof(IOptimizerPlugin), typeof(TorchSharp.torch)],
+                configure: c => c.PreferSharedTypes = true);
+            assembly = loader.LoadDefaultAssembly();
+        }
+        catch (Exception e) when (e is BadImageFormatException or FileLoadException or FileNotFoundException or ArgumentException)
+        {
+            Fail(rel, $"not a loadable .NET assembly ({e.GetType().Name}: {FirstLine(e.Message)})", logger);
+            return;
+        }
+
+        var version = assembly.GetCustomAttribute<ContractVersionAttribute>();
+        if (version is null)
+        {
+            Fail(rel, $"no [assembly: ContractVersion(...)] attribute: not a harness plugin, or built against a contract older than version 1 (host contract version {Contract.Version})", logger);
+            loader.Dispose();
+            return;
+        }
+        if (version.Version != Contract.Version)
+        {
+            Fail(rel, $"built against contract version {version.Version}, the host implements version {Contract.Version}; rebuild the plugin against Harness.Abstractions {Contract.Version}", logger);
+            loader.Dispose();
+            return;
+        }
+
+        Type[] types;
+        try { types = assembly.GetExportedTypes(); }
+        catch (Exception e)
+        {
+            Fail(rel, $"its types cannot be loaded ({FirstLine(e.Message)}); is a dependency missing from its folder?", logger);
+            loader.Dispose();
+            return;
+        }
+
+        var origin = new PluginOrigin(rel, Sha256(file), assembly.GetName().Name ?? rel, assembly.GetName().Version?.ToString() ?? "");
+        int found = 0;
+        foreach (var type in types.Where(t => t is { IsClass: true, IsAbstract: false }))
+        {
+            found += Register<IOptimizerPlugin>(type, origin, _optimizers, p => p.Name, logger);
+            found += Register<IModelPlugin>(type, origin, _models, p => p.Name, logger);
+            found += Register<IProbePlugin>(type, origin, _probes, p => p.Name, logger);
+        }
+        if (found == 0 && !_errors.Any(e => e.File.StartsWith(rel, StringComparison.Ordinal)))
+            Fail(rel, "contains no public optimizer, model or probe plugin type", logger);
+        _loaders.Add(loader);
+        logger?.LogDebug("loaded {Count} plugin(s) from {File}", found, rel);
+    }
+
+    private int Register<T>(Type type, PluginOrigin origin, Dictionary<string, LoadedPlugin<T>> into, Func<T, string> name, ILogger? logger)
+        where T : class
+    {
+        if (!typeof(T).IsAssignableFrom(type)) return 0;
+        T plugin;
+        string where = $"{origin.File} ({type.FullName})";
+        try
+        {
+            if (type.GetConstructor(Type.EmptyTypes) is null)
+            {
+                Fail(where, "plugin types need a public parameterless constructor", logger);
+                return 0;
+            }
+            plugin = (T)Activator.CreateInstance(type)!;
+            _ = name(plugin);
+        }
+        catch (Exception e)
+        {
+            var inner = e is TargetInvocationException { InnerException: { } ie } ? ie : e;
+            Fail(where, $"constructor threw {inner.GetType().Name}: {FirstLine(inner.Message)}", logger);
+            return 0;
+        }
+        var key = name(plugin);
+        if (into.TryGetValue(key, out var existing))
+        {
+            Fail(where, $"{typeof(T).Name} name '{key}' is already provided by {existing.Origin.File}; this one is ignored", logger);
+            return 0;
+        }
+        into[key] = new LoadedPlugin<T>(plugin, origin);
+        return 1;
+    }
+
+    private void Fail(string file, string reason, ILogger? logger)
+    {
+        _errors.Add(new PluginLoadError(file, reason));
+        logger?.LogWarning("plugin {File} skipped: {Reason}", file, reason);
+    }
+
+    private static string FirstLine(string s) => s.Split('\n')[0].Trim();
+
+    private static string Sha256(string file)
+    {
+        using var stream = File.OpenRead(file);
+        return Convert.ToHexStringLower(SHA256.HashData(stream));
+    }
+}

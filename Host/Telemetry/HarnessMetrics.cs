@@ -1,0 +1,109 @@
+using System.Collections.Concurrent;
+using System.Diagnostics.Metrics;
+using Harness.Host.Matrix;
+
+namespace Harness.Host.Telemetry;
+
+/// <summary>
+/// The OpenTelemetry instruments of the harness (Meter "Harness"), exported in Prometheus format at /metrics.
+/// Gauges are observable: they report the latest value of every run this process knows (running or finished
+/// in this process), labelled with bounded sets — matrix, run (one per cell), optimizer, model.
+/// Every probe metric becomes its own gauge <c>harness_&lt;metric&gt;</c> (e.g. harness_sharpness).
+/// </summary>
+public sealed class HarnessMetrics : IDisposable
+{
+    public const string MeterName = "Harness";
+
+    private readonly Meter _meter = new(MeterName, "1.0.0");
+    private readonly ConcurrentDictionary<string, RunGauges> _runs = new();
+    private readonly ConcurrentDictionary<string, ObservableGauge<double>> _probeGauges = new();
+    private readonly Counter<long> _steps;
+    private readonly Histogram<double> _stepDuration;
+    private readonly Histogram<double> _probeDuration;
+    private readonly Counter<long> _runsEnded;
+
+    /// <summary>Names of the fixed (non-probe) gauges, as instruments; Prometheus adds nothing to them.</summary>
+    public static readonly IReadOnlyDictionary<string, string> FixedGauges = new Dictionary<string, string>
+    {
+        ["harness.train_loss"] = "training loss on the step's batch, before the update",
+        ["harness.grad_norm"] = "‖g‖₂ on the step's batch",
+        ["harness.learning_rate"] = "current learning rate η_t",
+        ["harness.stability_threshold"] = "the optimizer's stability threshold at η_t",
+        ["harness.run_progress"] = "fraction of the run's steps done (0..1)",
+        ["harness.run_status"] = "1 for the run's current status label (running, completed, diverged, failed, cancelled)",
+    };
+
+    public HarnessMetrics()
+    {
+        _meter.CreateObservableGauge("harness.train_loss", () => Observe(r => r.Loss), description: FixedGauges["harness.train_loss"]);
+        _meter.CreateObservableGauge("harness.grad_norm", () => Observe(r => r.GradNorm), description: FixedGauges["harness.grad_norm"]);
+        _meter.CreateObservableGauge("harness.learning_rate", () => Observe(r => r.LearningRate), description: FixedGauges["harness.learning_rate"]);
+        _meter.CreateObservableGauge("harness.stability_threshold", () => Observe(r => r.Threshold), description: FixedGauges["harness.stability_threshold"]);
+        _meter.CreateObservableGauge("harness.run_progress", () => Observe(r => r.Progress), description: FixedGauges["harness.run_progress"]);
+        _meter.CreateObservableGauge("harness.run_status", ObserveStatus, description: FixedGauges["harness.run_status"]);
+        _steps = _meter.CreateCounter<long>("harness.steps", description: "optimizer steps taken");
+        _runsEnded = _meter.CreateCounter<long>("harness.runs_ended", description: "runs that ended, by status");
+        _stepDuration = _meter.CreateHistogram<double>("harness.step.duration", unit: "s", description: "wall time of one optimizer step (gradient + update)");
+        _probeDuration = _meter.CreateHistogram<double>("harness.probe.duration", unit: "s", description: "wall time of one probe measurement");
+    }
+
+    /// <summary>Starts reporting a run; <paramref name="probeMetrics"/> are the probe metric names it will emit.</summary>
+    public RunGauges StartRun(RunCell cell, IEnumerable<string> probeMetrics)
+    {
+        var gauges = new RunGauges(cell);
+        _runs[cell.RunId] = gauges;
+        foreach (var metric in probeMetrics)
+            _probeGauges.GetOrAdd(metric, m => _meter.CreateObservableGauge("harness." + m,
+                () => Observe(r => r.Probe.TryGetValue(m, out var v) ? v : double.NaN), description: $"probe metric {m}"));
+        return gauges;
+    }
+
+    public void RecordStep(RunGauges run, double seconds)
+    {
+        _steps.Add(1, run.Tags);
+        _stepDuration.Record(seconds, run.Tags);
+    }
+
+    public void RecordProbe(RunGauges run, string probe, double seconds)
+    {
+        var tags = new KeyValuePair<string, object?>[run.Tags.Length + 1];
+        run.Tags.CopyTo(tags, 0);
+        tags[^1] = new("probe", probe);
+        _probeDuration.Record(seconds, tags);
+    }
+
+    public void EndRun(RunGauges run, string status)
+    {
+        run.Status = status;
+        _runsEnded.Add(1, run.Tags.Append(new("status", status)).ToArray());
+    }
+
+    private IEnumerable<Measurement<double>> Observe(Func<RunGauges, double> value)
+    {
+        foreach (var run in _runs.Values)
+        {
+            double v = value(run);
+            if (!double.IsNaN(v)) yield return new Measurement<double>(v, run.Tags);
+        }
+    }
+
+    private IEnumerable<Measurement<double>> ObserveStatus()
+    {
+        foreach (var run in _runs.Values)
+            yield return new Measurement<double>(1, run.Tags.Append(new("status", run.Status)).ToArray());
+    }
+
+    public void Dispose() => _meter.Dispose();
+}
+
+/// <summary>The latest values of one run, read by the observable gauges (written by the run's thread).</summary>
+public sealed class RunGauges(RunCell cell)
+{
+    public KeyValuePair<string, object?>[] Tags { get; } =
+    [
+        new("matrix", cell.MatrixName), new("run", cell.RunId), new("optimizer", cell.Optimizer), new("model", cell.Model),
+    ];
+    public volatile string Status = "running";
+    public double Loss = double.NaN, GradNorm = double.NaN, LearningRate = double.NaN, Threshold = double.NaN, Progress;
+    public readonly ConcurrentDictionary<string, double> Probe = new();
+}

@@ -1,0 +1,285 @@
+using System.Diagnostics;
+using Harness.Abstractions;
+using Harness.Abstractions.Numerics;
+using Harness.Host.Matrix;
+using Harness.Host.Output;
+using Harness.Host.Plugins;
+using Harness.Host.Telemetry;
+using Microsoft.Extensions.Logging;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace Harness.Host.Training;
+
+/// <summary>Receives progress of runs (terminal display, logs, the service's run table).</summary>
+public interface IRunProgress
+{
+    void RunStarted(RunCell cell, long steps) { }
+    void RunStep(RunCell cell, long step, double loss, IReadOnlyDictionary<string, double> probes) { }
+    void RunEnded(RunCell cell, RunManifest manifest) { }
+}
+
+/// <summary>
+/// Executes one cell in this process: builds the model, optimizer and probes from their plugins, trains, measures
+/// probes on schedule on the fixed probe set, streams rows to trace.parquet and values to the metrics, and writes
+/// manifest.json at start and end. A run that produces NaN/Inf or whose loss exceeds divergence_factor × its
+/// initial loss ends as <c>diverged</c>; an exception ends it as <c>failed</c>; neither escapes.
+/// </summary>
+public sealed class RunExecutor(PluginCatalog plugins, HarnessMetrics metrics, ILogger logger)
+{
+    /// <summary>Fixed trace columns, before the probe columns (see README, "Parquet schema").</summary>
+    public static readonly string[] FixedColumns = ["time_s", "lr", "threshold", "train_loss", "grad_norm", "step_seconds"];
+
+    public RunManifest Execute(RunCell cell, string runDir, IRunProgress progress, CancellationToken ct)
+    {
+        Directory.CreateDirectory(runDir);
+        string manifestPath = Path.Combine(runDir, "manifest.json");
+        string tracePath = Path.Combine(runDir, "trace.parquet");
+        KeepPreviousAttempt(runDir, tracePath);
+
+        var spec = cell.Matrix;
+        var device = ResolveDevice(spec.Device);
+        var dtype = spec.DType == "float64" ? ScalarType.Float64 : ScalarType.Float32;
+        var optPlugin = plugins.Optimizers[cell.Optimizer];
+        var modelPlugin = plugins.Models[cell.Model];
+        var manifest = new RunManifest
+        {
+            RunId = cell.RunId, Matrix = cell.MatrixName, Label = cell.Label, Optimizer = cell.Optimizer, Model = cell.Model,
+            InitSeed = cell.InitSeed, DataSeed = cell.DataSeed, Configuration = cell.Configuration(),
+            Device = device.type.ToString().ToLowerInvariant(), DType = spec.DType, Threads = torch.get_num_threads(),
+            TorchSharpVersion = typeof(torch).Assembly.GetName().Version?.ToString() ?? "",
+            LibTorchVersion = LibTorchVersion(),
+            Plugins =
+            [
+                Use("optimizer", cell.Optimizer, optPlugin.Origin),
+                Use("model", cell.Model, modelPlugin.Origin),
+                .. spec.Probes.Select(p => Use("probe", p.Name, plugins.Probes[p.Name].Origin)),
+            ],
+        };
+        manifest.Save(manifestPath);
+        progress.RunStarted(cell, spec.Training.Steps);
+        var clock = Stopwatch.StartNew();
+        RunGauges? gauges = null;
+        try
+        {
+            using var model = modelPlugin.Plugin.Create(new ModelContext(
+                new HyperparameterValues(modelPlugin.Plugin.Hyperparameters, cell.ModelHyperparameters),
+                cell.InitSeed, cell.DataSeed, dtype, device, spec.DataDirectory));
+            manifest.ParameterCount = model.Parameters.Sum(p => p.Tensor.numel());
+            using var optimizer = optPlugin.Plugin.Create(model.Parameters.Select(p => p.Tensor).ToList(),
+                new HyperparameterValues(optPlugin.Plugin.Hyperparameters, cell.OptimizerHyperparameters));
+            var probes = spec.Probes.Select(p =>
+            {
+                var plugin = plugins.Probes[p.Name].Plugin;
+                var values = new HyperparameterValues(plugin.Hyperparameters, p.Hyperparameters);
+                return (spec: p, metrics: plugin.MetricsFor(values), probe: plugin.Create(values));
+            }).ToList();
+            try
+            {
+                var columns = FixedColumns
+                    .Concat(probes.SelectMany(p => p.metrics.Select(m => m.Name)))
+                    .Concat(probes.SelectMany(p => new[] { $"probe_{p.spec.Name}_seconds", $"probe_{p.spec.Name}_hvps" }))
+                    .ToList();
+                gauges = metrics.StartRun(cell, probes.SelectMany(p => p.metrics.Select(m => m.Name)));
+                using var trace = new TraceWriter(tracePath, columns);
+                Train(cell, model, optimizer, probes, trace, columns, manifest, manifestPath, gauges, progress, clock, ct);
+            }
+            finally
+            {
+                foreach (var p in probes) p.probe.Dispose();
+            }
+        }
+        catch (OperationCanceledException)
+        {
+            manifest.Status = RunStatus.Cancelled;
+            manifest.Reason = "cancelled";
+        }
+        catch (Exception e)
+        {
+            manifest.Status = RunStatus.Failed;
+            manifest.Reason = $"{e.GetType().Name}: {e.Message}";
+            logger.LogError(e, "run {Run} ({Label}) failed", cell.RunId, cell.Label);
+        }
+        manifest.FinishedUtc = DateTime.UtcNow;
+        manifest.WallSeconds = clock.Elapsed.TotalSeconds;
+        manifest.Save(manifestPath);
+        if (gauges is not null) metrics.EndRun(gauges, manifest.Status.ToString().ToLowerInvariant());
+        progress.RunEnded(cell, manifest);
+        return manifest;
+    }
+
+    private void Train(RunCell cell, IModel model, IOptimizer optimizer,
+        List<(ProbeSpec spec, IReadOnlyList<MetricSpec> metrics, IProbe probe)> probes, TraceWriter trace,
+        IReadOnlyList<string> columns, RunManifest manifest, string manifestPath, RunGauges gauges, IRunProgress progress,
+        Stopwatch clock, CancellationToken ct)
+    {
+        var spec = cell.Matrix;
+        var index = columns.Select((c, i) => (c, i)).ToDictionary(x => x.c, x => x.i);
+        var probeSet = ProbeSet(model.Train, spec.ProbeSetSize, spec.ProbeSetSeed);
+        var batches = new BatchSampler(model.Train, spec.Training.BatchSize, cell.DataSeed);
+        double? initialLoss = null;
+        long steps = spec.Training.Steps;
+        var schedule = cell.EffectiveSchedule;
+        double baseLr = optimizer.LearningRate;
+        var initial = model.Parameters.Select(p => p.Tensor.detach().clone().DetachFromDisposeScope()).ToList();
+        List<Tensor>? previousUpdate = null;
+        var shared = new Dictionary<string, object>(StringComparer.Ordinal);
+        try
+        {
+        manifest.Status = RunStatus.Completed;
+        manifest.Reason = $"ran all {steps} steps";
+
+        // Step t measures at θ_t (before the update of step t); the extra row t = steps holds the final point.
+        for (long t = 0; t <= steps; t++)
+        {
+            ct.ThrowIfCancellationRequested();
+            bool last = t == steps;
+            optimizer.LearningRate = baseLr * schedule.Factor(Math.Min(t, steps - 1));
+            using var scope = NewDisposeScope();
+            var row = new double?[columns.Count];
+            var probeValues = new Dictionary<string, double>();
+            foreach (var (ps, _, probe) in probes)
+            {
+                if (!last && t % ps.Every != 0) continue;
+                var objective = new TorchObjective(model, probeSet);
+                var watch = Stopwatch.StartNew();
+                IReadOnlyDictionary<string, double> values;
+                try { values = probe.Measure(new ProbeContext(objective, optimizer, model, t, initial, previousUpdate, shared)); }
+                catch (Exception e) when (e is not OperationCanceledException)
+                {
+                    logger.LogWarning("run {Run}: probe {Probe} failed at step {Step}: {Message}", cell.RunId, ps.Name, t, e.Message);
+                    values = new Dictionary<string, double>();
+                }
+                double seconds = watch.Elapsed.TotalSeconds;
+                row[index[$"probe_{ps.Name}_seconds"]] = seconds;
+                row[index[$"probe_{ps.Name}_hvps"]] = objective.HessianProducts;
+                metrics.RecordProbe(gauges, ps.Name, seconds);
+                foreach (var (name, value) in values)
+                {
+                    if (!index.TryGetValue(name, out int col)) continue;
+                    row[col] = value;
+                    probeValues[name] = value;
+                    gauges.Probe[name] = value;
+                }
+            }
+
+            var stepObjective = new TorchObjective(model, last ? model.Train : batches.Next());
+            var stepWatch = Stopwatch.StartNew();
+            var eval = stepObjective.Evaluate();
+            double gradNorm = ParameterVectors.Norm(eval.Gradient);
+            double lr = optimizer.LearningRate, threshold = optimizer.StabilityThreshold;
+            if (!last)
+            {
+                var before = model.Parameters.Select(p => p.Tensor.detach().clone()).ToList();
+                optimizer.Step(stepObjective);
+                foreach (var u in previousUpdate ?? []) u.Dispose();
+                previousUpdate = model.Parameters.Select((p, i) => (p.Tensor.detach() - before[i]).DetachFromDisposeScope()).ToList();
+            }
+            double stepSeconds = stepWatch.Elapsed.TotalSeconds;
+
+            row[index["time_s"]] = clock.Elapsed.TotalSeconds;
+            row[index["lr"]] = lr;
+            row[index["threshold"]] = threshold;
+            row[index["train_loss"]] = eval.Loss;
+            row[index["grad_norm"]] = gradNorm;
+            row[index["step_seconds"]] = last ? null : stepSeconds;
+            trace.Append(t, row);
+            for (int c = 0; c < columns.Count; c++)
+                if (row[c] is { } v && double.IsFinite(v)) manifest.Final[columns[c]] = v;
+
+            gauges.Loss = eval.Loss; gauges.GradNorm = gradNorm; gauges.LearningRate = lr; gauges.Threshold = threshold;
+            gauges.Progress = (double)t / steps;
+            if (!last) metrics.RecordStep(gauges, stepSeconds);
+            progress.RunStep(cell, t, eval.Loss, probeValues);
+
+            initialLoss ??= eval.Loss;
+            if (!double.IsFinite(eval.Loss) || !double.IsFinite(gradNorm))
+            {
+                manifest.Status = RunStatus.Diverged;
+                manifest.Reason = $"non-finite {(double.IsFinite(eval.Loss) ? "gradient norm" : "loss")} at step {t}";
+                manifest.StepsCompleted = t;
+                break;
+            }
+            if (eval.Loss > spec.Training.DivergenceFactor * Math.Max(initialLoss.Value, 1e-12))
+            {
+                manifest.Status = RunStatus.Diverged;
+                manifest.Reason = $"loss {eval.Loss:G4} at step {t} exceeds divergence_factor {spec.Training.DivergenceFactor:G4} × initial loss {initialLoss:G4}";
+                manifest.StepsCompleted = t;
+                break;
+            }
+            if (!last && spec.Training.TargetLoss is { } target && eval.Loss <= target)
+            {
+                manifest.Reason = $"reached target loss {target:G4} at step {t}";
+                manifest.StepsCompleted = t;
+                break;
+            }
+            manifest.StepsCompleted = last ? steps : t + 1;
+            if (t % 200 == 0) manifest.Save(manifestPath);
+        }
+        trace.Flush();
+        }
+        finally
+        {
+            foreach (var x in initial) x.Dispose();
+            foreach (var u in previousUpdate ?? []) u.Dispose();
+        }
+    }
+
+    /// <summary>A fixed subset of the training data (seeded by the matrix's probe_set.seed, so every run of a matrix
+    /// that shares a data subset probes the same examples).</summary>
+    public static Dataset ProbeSet(Dataset train, int size, long seed)
+    {
+        if (train.Inputs is null || size >= train.Count) return train;
+        var gen = new torch.Generator((ulong)seed);
+        using var perm = randperm(train.Count, generator: gen);
+        using var idx = perm.narrow(0, 0, size).sort().Values;
+        var subset = train.Select(idx);
+        subset.Inputs?.DetachFromDisposeScope();
+        subset.Targets?.DetachFromDisposeScope();
+        return subset;
+    }
+
+    private static void KeepPreviousAttempt(string runDir, string tracePath)
+    {
+        if (!File.Exists(tracePath)) return;
+        var aside = Path.Combine(runDir, "attempts");
+        Directory.CreateDirectory(aside);
+        File.Move(tracePath, Path.Combine(aside, $"trace.{DateTime.UtcNow:yyyyMMddTHHmmssfff}.parquet"));
+    }
+
+    private static PluginUse Use(string kind, string name, PluginOrigin o) => new(kind, name, o.File, o.Sha256, o.AssemblyName, o.AssemblyVersion);
+
+    public static Device ResolveDevice(string device) => device switch
+    {
+        "cuda" => torch.cuda.is_available() ? CUDA : throw new InvalidOperationException("device 'cuda' requested but CUDA is not available (this build uses the CPU libtorch unless built with -p:TorchBackend=cuda)"),
+        "auto" => torch.cuda.is_available() ? CUDA : CPU,
+        _ => CPU,
+    };
+
+    private static string LibTorchVersion()
+    {
+        try { return torch.__version__; } catch { return "unknown"; }
+    }
+}
+
+/// <summary>Full batch, or mini-batches drawn without replacement from a permutation per epoch (seeded by data_seed).</summary>
+public sealed class BatchSampler(Dataset train, int? batchSize, long seed)
+{
+    private Tensor? _perm;
+    private long _pos;
+    private long _epoch;
+
+    public Dataset Next()
+    {
+        if (batchSize is not { } b || b >= train.Count || train.Inputs is null) return train;
+        if (_perm is null || _pos + b > train.Count)
+        {
+            _perm?.Dispose();
+            _perm = randperm(train.Count, generator: new torch.Generator((ulong)(seed * 1_000_003 + _epoch++))).DetachFromDisposeScope();
+            _pos = 0;
+        }
+        var idx = _perm.narrow(0, _pos, b);
+        _pos += b;
+        return train.Select(idx);
+    }
+}

@@ -1,0 +1,94 @@
+#!/usr/bin/env bash
+# Idempotent machine set-up for the harness. Safe to run many times.
+#  - libstdc++ with GLIBCXX_3.4.32 (TorchSharp 0.107's native library needs GCC 13's runtime)
+#  - the Fashion-MNIST IDX files (Debian package dataset-fashion-mnist)
+#  - optionally a Prometheus server (only with --with-prometheus; the test suite needs one)
+# Without root it prints the exact commands to run and exits non-zero.
+set -euo pipefail
+
+want_prometheus=0
+for a in "$@"; do
+  case "$a" in
+    --with-prometheus) want_prometheus=1 ;;
+    *) echo "setup.sh: unknown option '$a'" >&2; exit 2 ;;
+  esac
+done
+
+say() { printf '[setup] %s\n' "$*" >&2; }
+
+libstdcxx_ok() {
+  local f
+  for f in /usr/lib/x86_64-linux-gnu/libstdc++.so.6 /usr/lib64/libstdc++.so.6 /usr/lib/libstdc++.so.6; do
+    [ -e "$f" ] && grep -aq 'GLIBCXX_3.4.32' "$f" && return 0
+  done
+  return 1
+}
+
+dataset_dir="${HARNESS_FASHION_MNIST_DIR:-/usr/share/datasets/fashion-mnist}"
+dataset_ok() {
+  [ -s "$dataset_dir/train-images-idx3-ubyte.gz" ] && [ -s "$dataset_dir/train-labels-idx1-ubyte.gz" ] &&
+  [ -s "$dataset_dir/t10k-images-idx3-ubyte.gz" ] && [ -s "$dataset_dir/t10k-labels-idx1-ubyte.gz" ]
+}
+prometheus_ok() { command -v prometheus >/dev/null 2>&1; }
+
+todo=()
+libstdcxx_ok || todo+=(libstdcxx)
+dataset_ok || todo+=(dataset)
+[ "$want_prometheus" = 1 ] && ! prometheus_ok && todo+=(prometheus)
+
+if [ ${#todo[@]} -eq 0 ]; then
+  say "machine ready (libstdc++ GLIBCXX_3.4.32, Fashion-MNIST${want_prometheus:+, prometheus})"
+  exit 0
+fi
+
+codename=""
+[ -r /etc/os-release ] && codename=$(. /etc/os-release; echo "${VERSION_CODENAME:-}")
+
+trixie_cmds=$(cat <<'CMDS'
+printf 'Types: deb\nURIs: http://deb.debian.org/debian\nSuites: trixie\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n' > /etc/apt/sources.list.d/trixie.sources
+printf 'Package: *\nPin: release n=trixie\nPin-Priority: 100\n' > /etc/apt/preferences.d/trixie-pin
+apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y -t trixie libstdc++6
+CMDS
+)
+
+if [ "$(id -u)" != 0 ]; then
+  say "this machine is missing: ${todo[*]}. Run as root:"
+  for t in "${todo[@]}"; do
+    case "$t" in
+      libstdcxx) [ "$codename" = bookworm ] && echo "$trixie_cmds" || echo "# install a libstdc++6 that provides GLIBCXX_3.4.32 (GCC >= 13)";;
+      dataset) echo "apt-get install -y dataset-fashion-mnist";;
+      prometheus) echo "apt-get install -y prometheus";;
+    esac
+  done
+  exit 1
+fi
+
+export DEBIAN_FRONTEND=noninteractive
+updated=0
+apt_update() { [ $updated = 1 ] || { say "apt-get update"; apt-get update -qq; updated=1; }; }
+
+for t in "${todo[@]}"; do
+  case "$t" in
+    libstdcxx)
+      if [ "$codename" != bookworm ]; then
+        say "libstdc++ lacks GLIBCXX_3.4.32 and this is not Debian 12 ('$codename'): install GCC 13+'s libstdc++6 yourself"; exit 1
+      fi
+      say "Debian 12 detected: installing libstdc++6 from trixie, pinned to priority 100"
+      eval "$trixie_cmds" >/dev/null
+      updated=1
+      libstdcxx_ok || { say "libstdc++6 from trixie still lacks GLIBCXX_3.4.32"; exit 1; }
+      ;;
+    dataset)
+      apt_update; say "installing dataset-fashion-mnist"
+      apt-get install -y -qq dataset-fashion-mnist >/dev/null
+      dataset_ok || { say "dataset-fashion-mnist installed but files are missing in $dataset_dir"; exit 1; }
+      ;;
+    prometheus)
+      apt_update; say "installing prometheus (the server is started by the tests, not as a service)"
+      apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+      # the Debian package starts a system service on :9090 where systemd runs; the tests use their own
+      systemctl disable --now prometheus >/dev/null 2>&1 || true
+      ;;
+  esac
+done
+say "machine ready"
