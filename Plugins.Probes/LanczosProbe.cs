@@ -22,7 +22,9 @@ internal sealed class LanczosProbe(LanczosOptions options, bool warmStart, long 
 
     private Tensor? _previous;
 
-    public LanczosResult Run(ISymmetricOperator op, IObjective objective)
+    /// <summary>Runs Lanczos; when <paramref name="publishTo"/> is given, the top Ritz vector is published there
+    /// under "top_eigenvector" for probes that need it (e.g. update/eigenvector alignment).</summary>
+    public LanczosResult Run(ISymmetricOperator op, IObjective objective, IDictionary<string, object>? publishTo = null)
     {
         var p0 = objective.Parameters[0];
         var result = Lanczos.Run(op, options, warmStart ? _previous : null, seed, p0.dtype, p0.device);
@@ -31,6 +33,8 @@ internal sealed class LanczosProbe(LanczosOptions options, bool warmStart, long 
             _previous?.Dispose();
             _previous = result.Top[0].Vector.detach().clone().DetachFromDisposeScope();
         }
+        if (publishTo is not null)
+            publishTo["top_eigenvector"] = result.Top[0].Vector.detach().clone().DetachFromDisposeScope();
         return result;
     }
 

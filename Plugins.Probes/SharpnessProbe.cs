@@ -33,7 +33,7 @@ public sealed class SharpnessProbe(LanczosOptions options, bool warmStart, long 
     {
         using var scope = NewDisposeScope();
         using var hessian = ctx.Objective.Hessian();
-        var result = _lanczos.Run(hessian, ctx.Objective);
+        var result = _lanczos.Run(hessian, ctx.Objective, ctx.Shared);
         var top = result.Top[0];
         var metrics = new Dictionary<string, double>
         {

@@ -66,6 +66,7 @@ public static class HarnessCli
             return 0;
         });
         root.Subcommands.Add(summary);
+        root.Subcommands.Add(BenchCommand.Create(Plugins));
         return root;
     }
 
