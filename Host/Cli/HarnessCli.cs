@@ -110,7 +110,10 @@ public static class HarnessCli
         builder.Services.AddSingleton(sp => PluginCatalog.Load(o.PluginDirectory, sp.GetRequiredService<ILoggerFactory>().CreateLogger("plugins")));
         builder.Services.AddSingleton<HarnessMetrics>();
         builder.Services.AddSingleton<MatrixRunner>();
-        builder.Services.AddOpenTelemetry().WithMetrics(m => m.AddMeter(HarnessMetrics.MeterName).AddPrometheusExporter());
+        builder.Services.AddOpenTelemetry().WithMetrics(m => m
+            .AddMeter(HarnessMetrics.MeterName)
+            .AddView("harness.*.duration", new ExplicitBucketHistogramConfiguration { Boundaries = HarnessMetrics.DurationBuckets })
+            .AddPrometheusExporter());
         if (serve) builder.Services.AddHostedService<InboxService>();
         builder.WebHost.UseUrls(o.MetricsUrl == "none" ? "http://127.0.0.1:0" : o.MetricsUrl);
         var app = builder.Build();

@@ -33,6 +33,9 @@ public sealed class HarnessMetrics : IDisposable
         ["harness.run_status"] = "1 for the run's current status label (running, completed, diverged, failed, cancelled)",
     };
 
+    /// <summary>Histogram buckets (seconds) for step and probe durations: steps take milliseconds, probes up to minutes.</summary>
+    public static readonly double[] DurationBuckets = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60];
+
     public HarnessMetrics()
     {
         _meter.CreateObservableGauge("harness.train_loss", () => Observe(r => r.Loss), description: FixedGauges["harness.train_loss"]);
@@ -43,9 +46,8 @@ public sealed class HarnessMetrics : IDisposable
         _meter.CreateObservableGauge("harness.run_status", ObserveStatus, description: FixedGauges["harness.run_status"]);
         _steps = _meter.CreateCounter<long>("harness.steps", description: "optimizer steps taken");
         _runsEnded = _meter.CreateCounter<long>("harness.runs_ended", description: "runs that ended, by status");
-        var buckets = new InstrumentAdvice<double> { HistogramBucketBoundaries = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60] };
-        _stepDuration = _meter.CreateHistogram("harness.step.duration", unit: "s", description: "wall time of one optimizer step (gradient + update)", tags: null, advice: buckets);
-        _probeDuration = _meter.CreateHistogram("harness.probe.duration", unit: "s", description: "wall time of one probe measurement", tags: null, advice: buckets);
+        _stepDuration = _meter.CreateHistogram<double>("harness.step.duration", unit: "s", description: "wall time of one optimizer step (gradient + update)");
+        _probeDuration = _meter.CreateHistogram<double>("harness.probe.duration", unit: "s", description: "wall time of one probe measurement");
     }
 
     /// <summary>Starts reporting a run; <paramref name="probeMetrics"/> are the probe metric names it will emit.</summary>
