@@ -122,8 +122,30 @@ public static class HarnessCli
         return app;
     }
 
-    private static async Task<int> RunMatrix(ParseResult p, string matrixPath, CancellationToken ct)
+    /// <summary>SIGINT/SIGTERM cancel the token (runs in progress flush their trace and end as "interrupted")
+    /// instead of killing the process.</summary>
+    private static (CancellationTokenSource, IDisposable[]) CancelOnSignals(CancellationToken outer)
     {
+        var cts = CancellationTokenSource.CreateLinkedTokenSource(outer);
+        IDisposable[] regs =
+        [
+            System.Runtime.InteropServices.PosixSignalRegistration.Create(System.Runtime.InteropServices.PosixSignal.SIGTERM, c => { c.Cancel = true; cts.Cancel(); }),
+            System.Runtime.InteropServices.PosixSignalRegistration.Create(System.Runtime.InteropServices.PosixSignal.SIGINT, c => { c.Cancel = true; cts.Cancel(); }),
+        ];
+        return (cts, regs);
+    }
+
+    private static async Task<int> RunMatrix(ParseResult p, string matrixPath, CancellationToken outer)
+    {
+        var (cts, signals) = CancelOnSignals(outer);
+        using var _ = cts;
+        try { return await RunMatrix(p, matrixPath, cts); }
+        finally { foreach (var s in signals) s.Dispose(); }
+    }
+
+    private static async Task<int> RunMatrix(ParseResult p, string matrixPath, CancellationTokenSource cts)
+    {
+        var ct = cts.Token;
         HarnessOptions o;
         try { o = Options(p); }
         catch (OptionsValidationException e) { Console.Error.WriteLine("error: " + e.Message); return 2; }
@@ -153,6 +175,7 @@ public static class HarnessCli
             outcome = runner.Run(spec, new LogProgress(log), ct);
         SummaryTable.Print(outcome);
         await app.StopAsync(CancellationToken.None);
+        if (ct.IsCancellationRequested) { Console.Error.WriteLine("interrupted: unfinished runs are marked 'interrupted' and run again next time"); return 130; }
         return outcome.Runs.Any(r => r.Status is RunStatus.Failed) ? 1 : 0;
     }
 

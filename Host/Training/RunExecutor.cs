@@ -91,8 +91,8 @@ public sealed class RunExecutor(PluginCatalog plugins, HarnessMetrics metrics, I
         }
         catch (OperationCanceledException)
         {
-            manifest.Status = RunStatus.Cancelled;
-            manifest.Reason = "cancelled";
+            manifest.Status = RunStatus.Interrupted;
+            manifest.Reason = $"interrupted at step {manifest.StepsCompleted} (signal or cancellation); running the matrix again restarts this run";
         }
         catch (Exception e)
         {
@@ -126,8 +126,9 @@ public sealed class RunExecutor(PluginCatalog plugins, HarnessMetrics metrics, I
         var shared = new Dictionary<string, object>(StringComparer.Ordinal);
         try
         {
-        manifest.Status = RunStatus.Completed;
-        manifest.Reason = $"ran all {steps} steps";
+        // Status stays "running" in every periodic save; only the end of the loop decides it.
+        var status = RunStatus.Completed;
+        string reason = $"ran all {steps} steps";
 
         // Step t measures at θ_t (before the update of step t); the extra row t = steps holds the final point.
         for (long t = 0; t <= steps; t++)
@@ -195,21 +196,21 @@ public sealed class RunExecutor(PluginCatalog plugins, HarnessMetrics metrics, I
             initialLoss ??= eval.Loss;
             if (!double.IsFinite(eval.Loss) || !double.IsFinite(gradNorm))
             {
-                manifest.Status = RunStatus.Diverged;
-                manifest.Reason = $"non-finite {(double.IsFinite(eval.Loss) ? "gradient norm" : "loss")} at step {t}";
+                status = RunStatus.Diverged;
+                reason = $"non-finite {(double.IsFinite(eval.Loss) ? "gradient norm" : "loss")} at step {t}";
                 manifest.StepsCompleted = t;
                 break;
             }
             if (eval.Loss > spec.Training.DivergenceFactor * Math.Max(initialLoss.Value, 1e-12))
             {
-                manifest.Status = RunStatus.Diverged;
-                manifest.Reason = $"loss {eval.Loss:G4} at step {t} exceeds divergence_factor {spec.Training.DivergenceFactor:G4} × initial loss {initialLoss:G4}";
+                status = RunStatus.Diverged;
+                reason = $"loss {eval.Loss:G4} at step {t} exceeds divergence_factor {spec.Training.DivergenceFactor:G4} × initial loss {initialLoss:G4}";
                 manifest.StepsCompleted = t;
                 break;
             }
             if (!last && spec.Training.TargetLoss is { } target && eval.Loss <= target)
             {
-                manifest.Reason = $"reached target loss {target:G4} at step {t}";
+                reason = $"reached target loss {target:G4} at step {t}";
                 manifest.StepsCompleted = t;
                 break;
             }
@@ -217,6 +218,8 @@ public sealed class RunExecutor(PluginCatalog plugins, HarnessMetrics metrics, I
             if (t % 200 == 0) manifest.Save(manifestPath);
         }
         trace.Flush();
+        manifest.Status = status;
+        manifest.Reason = reason;
         }
         finally
         {
