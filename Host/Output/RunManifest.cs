@@ -23,8 +23,8 @@ public sealed class RunManifest
     /// <summary>Why the run ended as it did (divergence step and loss, target reached, exception message).</summary>
     public string? Reason { get; set; }
     public List<PluginUse> Plugins { get; init; } = new();
-    public string TorchSharpVersion { get; init; } = "";
-    public string LibTorchVersion { get; init; } = "";
+    [JsonPropertyName("torchsharp_version")] public string TorchSharpVersion { get; init; } = "";
+    [JsonPropertyName("libtorch_version")] public string LibTorchVersion { get; init; } = "";
     public string Device { get; init; } = "";
     public string DType { get; init; } = "";
     public int Threads { get; init; }
