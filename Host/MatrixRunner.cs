@@ -19,15 +19,17 @@ public sealed class MatrixRunner(PluginCatalog plugins, HarnessMetrics metrics, 
     public string MatrixDirectory(MatrixSpec spec) =>
         Path.GetFullPath(Path.Combine(spec.OutputRoot ?? options.Value.ResultsDirectory, spec.Name));
 
-    public MatrixOutcome Run(MatrixSpec spec, IRunProgress progress, CancellationToken ct)
+    public MatrixOutcome Run(MatrixSpec spec, IRunProgress progress, CancellationToken ct, Shard? shard = null)
     {
-        var cells = MatrixExpander.Expand(spec);
+        var slice = shard ?? Shard.All;
+        var cells = MatrixExpander.Expand(spec).Where(slice.Contains).ToList();
         string dir = MatrixDirectory(spec);
         Directory.CreateDirectory(dir);
         var executor = new RunExecutor(plugins, metrics, logger);
         var results = new List<RunManifest>();
         int skipped = 0;
-        logger.LogInformation("matrix {Matrix}: {Count} run(s) into {Dir}", spec.Name, cells.Count, dir);
+        logger.LogInformation("matrix {Matrix}: {Count} run(s){Shard} into {Dir}", spec.Name, cells.Count,
+            slice.Count > 1 ? $" (shard {slice})" : "", dir);
         foreach (var cell in cells)
         {
             if (ct.IsCancellationRequested) break;
@@ -37,6 +39,7 @@ public sealed class MatrixRunner(PluginCatalog plugins, HarnessMetrics metrics, 
                 logger.LogInformation("run {Run} ({Label}) already {Status}: skipped", cell.RunId, cell.Label, done.Status.ToString().ToLowerInvariant());
                 results.Add(done);
                 skipped++;
+                progress.RunSkipped(cell, done);
                 continue;
             }
             results.Add(executor.Execute(cell, runDir, progress, ct));

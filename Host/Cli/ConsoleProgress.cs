@@ -39,7 +39,7 @@ public sealed class SpectreProgress(ProgressContext ctx, int runCount) : IRunPro
         _matrix.Increment(1);
     }
 
-    public void Skipped() => _matrix.Increment(1);
+    public void RunSkipped(RunCell cell, RunManifest manifest) => _matrix.Increment(1);
 
     private string Probe(RunCell cell, string key, string label) =>
         _lastProbe.TryGetValue(cell.RunId + key, out var v) ? $" | {label} {v.ToString("G4", CultureInfo.InvariantCulture)}" : "";

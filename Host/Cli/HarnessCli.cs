@@ -27,13 +27,14 @@ public static class HarnessCli
     private static readonly Option<string?> MetricsUrl = new("--metrics-url") { Description = "address serving /metrics, e.g. http://127.0.0.1:9464; port 0 = any free port; 'none' = off (run only)" };
     private static readonly Option<int?> Threads = new("--threads") { Description = "libtorch threads (default: all cores)" };
     private static readonly Option<bool> NoProgress = new("--no-progress") { Description = "log lines instead of live progress bars" };
+    private static readonly Option<string?> ShardOption = new("--shard") { Description = "run only shard i of N (i/N, 0-based); default: from Slurm array or Kubernetes indexed-Job variables, else all" };
 
     public static RootCommand Build()
     {
         var root = new RootCommand("Optimizer benchmarking harness: training matrices, curvature probes, live metrics, Parquet traces.");
 
         var matrixArg = new Argument<string>("matrix") { Description = "matrix file (YAML or JSON)" };
-        var run = new Command("run", "Run a matrix file to completion (finished runs are skipped) and exit.") { matrixArg, Plugins, Results, MetricsUrl, Threads, NoProgress };
+        var run = new Command("run", "Run a matrix file to completion (finished runs are skipped) and exit.") { matrixArg, Plugins, Results, MetricsUrl, Threads, NoProgress, ShardOption };
         run.SetAction((p, ct) => RunMatrix(p, p.GetValue(matrixArg)!, ct));
         root.Subcommands.Add(run);
 
@@ -156,6 +157,9 @@ public static class HarnessCli
         MatrixSpec spec;
         try { spec = runner.Parse(matrixPath); MatrixExpander.Expand(spec); }
         catch (MatrixValidationException e) { Console.Error.WriteLine(e.Message); ReportPluginErrors(catalog); return 2; }
+        Shard? shard;
+        try { shard = p.GetValue(ShardOption) is { } sh ? Shard.Parse(sh) : Shard.FromEnvironment(); }
+        catch (FormatException e) { Console.Error.WriteLine("error: " + e.Message); return 2; }
 
         try { await app.StartAsync(ct); }
         catch (IOException e) { Console.Error.WriteLine($"error: cannot serve metrics at {o.MetricsUrl}: {e.Message} (use --metrics-url with another port, or port 0)"); return 2; }
@@ -166,13 +170,13 @@ public static class HarnessCli
         MatrixOutcome outcome;
         if (interactive)
         {
-            int count = MatrixExpander.Expand(spec).Count;
+            int count = MatrixExpander.Expand(spec).Count(c => (shard ?? Shard.All).Contains(c));
             outcome = AnsiConsole.Progress().AutoClear(false).HideCompleted(false)
                 .Columns(new TaskDescriptionColumn { Alignment = Justify.Left }, new ProgressBarColumn(), new PercentageColumn(), new RemainingTimeColumn(), new SpinnerColumn())
-                .Start(ctx => runner.Run(spec, new SpectreProgress(ctx, count), ct));
+                .Start(ctx => runner.Run(spec, new SpectreProgress(ctx, count), ct, shard));
         }
         else
-            outcome = runner.Run(spec, new LogProgress(log), ct);
+            outcome = runner.Run(spec, new LogProgress(log), ct, shard);
         SummaryTable.Print(outcome);
         await app.StopAsync(CancellationToken.None);
         if (ct.IsCancellationRequested) { Console.Error.WriteLine("interrupted: unfinished runs are marked 'interrupted' and run again next time"); return 130; }

@@ -31,7 +31,8 @@ public static class SummaryWriter
         var schema = new ParquetSchema(strings.Cast<Field>().Concat([initSeed, dataSeed, steps, wall]).Concat(finalFields));
 
         string path = Path.Combine(matrixDir, "summary.parquet");
-        string tmp = path + ".tmp";
+        // Unique temp name: several shard processes may rebuild the same summary at once.
+        string tmp = $"{path}.{Environment.ProcessId}.{Guid.NewGuid():N}.tmp";
         using (var stream = File.Create(tmp))
         {
             var writer = ParquetWriter.CreateAsync(schema, stream).GetAwaiter().GetResult();

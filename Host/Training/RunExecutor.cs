@@ -17,6 +17,8 @@ public interface IRunProgress
     void RunStarted(RunCell cell, long steps) { }
     void RunStep(RunCell cell, long step, double loss, IReadOnlyDictionary<string, double> probes) { }
     void RunEnded(RunCell cell, RunManifest manifest) { }
+    /// <summary>The cell had finished in an earlier invocation and is not run again.</summary>
+    void RunSkipped(RunCell cell, RunManifest manifest) { }
 }
 
 /// <summary>
