@@ -34,11 +34,20 @@ public sealed partial class MatrixParser(PluginCatalog plugins)
         _errors.Clear();
         _file = file;
         var stream = new YamlStream();
-        try { stream.Load(new StringReader(text)); }
+        var parser = new Parser(new StringReader(text));
+        try { stream.Load(parser); }
         catch (YamlException e)
         {
             throw new MatrixValidationException([new MatrixError(new SourceLocation(file, e.Start.Line, e.Start.Column), "(syntax)",
                 e.InnerException?.Message ?? e.Message)]);
+        }
+        catch (InvalidOperationException)
+        {
+            // YamlDotNet's scanner throws this (not a YamlException) on a flow collection that is never closed and is
+            // followed by more lines, e.g. "lr: [0.1, 0.2" in the middle of the file. Report it where the parser stopped.
+            var at = parser.Current?.End ?? Mark.Empty;
+            throw new MatrixValidationException([new MatrixError(new SourceLocation(file, Math.Max(at.Line, 1), Math.Max(at.Column, 1)), "(syntax)",
+                "unterminated [...] or {...} collection: a closing bracket is missing")]);
         }
         if (stream.Documents.Count == 0 || stream.Documents[0].RootNode is not YamlMappingNode root)
             throw new MatrixValidationException([new MatrixError(new SourceLocation(file, 1, 1), "(root)", "the matrix must be a mapping (key: value)")]);

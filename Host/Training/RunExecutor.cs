@@ -126,8 +126,9 @@ public sealed class RunExecutor(PluginCatalog plugins, HarnessMetrics metrics, I
         var shared = new Dictionary<string, object>(StringComparer.Ordinal);
         try
         {
-        manifest.Status = RunStatus.Completed;
-        manifest.Reason = $"ran all {steps} steps";
+        // The status stays Running (also in the manifest saved every 200 steps) until the run really ends, so a killed
+        // process leaves a manifest that says the run did not finish and a re-run executes it again.
+        manifest.Status = RunStatus.Running;
 
         // Step t measures at θ_t (before the update of step t); the extra row t = steps holds the final point.
         for (long t = 0; t <= steps; t++)
@@ -209,6 +210,7 @@ public sealed class RunExecutor(PluginCatalog plugins, HarnessMetrics metrics, I
             }
             if (!last && spec.Training.TargetLoss is { } target && eval.Loss <= target)
             {
+                manifest.Status = RunStatus.Completed;
                 manifest.Reason = $"reached target loss {target:G4} at step {t}";
                 manifest.StepsCompleted = t;
                 break;
@@ -217,6 +219,11 @@ public sealed class RunExecutor(PluginCatalog plugins, HarnessMetrics metrics, I
             if (t % 200 == 0) manifest.Save(manifestPath);
         }
         trace.Flush();
+        if (manifest.Status == RunStatus.Running)
+        {
+            manifest.Status = RunStatus.Completed;
+            manifest.Reason = $"ran all {steps} steps";
+        }
         }
         finally
         {
