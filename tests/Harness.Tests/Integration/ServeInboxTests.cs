@@ -59,7 +59,7 @@ public sealed class ServeInboxTests
         Assert.AreEqual(Good, File.ReadAllText(done), "the matrix file is moved unchanged");
 
         string error = File.ReadAllText(failed + ".error.txt");
-        StringAssert.Contains(error, "bad.yaml:6:", error);
+        StringAssert.Contains(error, $"{failed}:6:", "the error names the file where it now is");
         StringAssert.Contains(error, "optimizers[0].hyperparameters.lr: value 0 is outside (0, inf]", error);
         Assert.IsFalse(Directory.Exists(Path.Combine(results, "rejected")), "the invalid matrix trained something");
 
@@ -74,6 +74,10 @@ public sealed class ServeInboxTests
             StringAssert.Contains(metrics, $"run=\"{r["run_id"]}\"", metrics);
         StringAssert.Contains(metrics, "harness_sharpness{", metrics);
         StringAssert.Contains(metrics, "status=\"completed\"", metrics);
+        StringAssert.Contains(metrics, "service_name=\"harness\"", metrics);
+        // Duration histograms have second-scale buckets (not OpenTelemetry's millisecond defaults 0, 5, 10, 25, ...).
+        StringAssert.Contains(metrics, "harness_step_duration_seconds_bucket{", metrics);
+        StringAssert.Contains(metrics, "le=\"0.01\"", metrics);
         service.Kill();
         Directory.Delete(work, true);
     }
