@@ -4,7 +4,7 @@ using Harness.Host.Plugins;
 namespace Harness.Tests.Integration;
 
 /// <summary>Plugin loading from a real folder of DLLs: the built-ins, a corrupt file, a plugin built against another
-/// contract version and a plugin whose constructor throws. The bad ones are reported by file and reason and skipped;
+/// contract version, a plugin whose constructor throws and a plugin folder with a malformed .deps.json. The bad ones are reported by file and reason and skipped;
 /// everything else loads.</summary>
 [TestClass]
 public sealed class PluginLoadingTests
@@ -27,6 +27,10 @@ public sealed class PluginLoadingTests
         foreach (var dir in builtIns) CopyDirectory(dir, Path.Combine(_folder, Path.GetFileName(dir)));
         File.Copy(TestPlugin("IncompatiblePlugin"), Path.Combine(_folder, "IncompatiblePlugin.dll"));
         File.Copy(TestPlugin("ThrowingPlugin"), Path.Combine(_folder, "ThrowingPlugin.dll"));
+        // A plugin folder whose .deps.json is malformed (the runtime's dependency resolver refuses it).
+        Directory.CreateDirectory(Path.Combine(_folder, "BadDeps"));
+        File.Copy(TestPlugin("ThrowingPlugin"), Path.Combine(_folder, "BadDeps", "BadDeps.dll"));
+        File.WriteAllText(Path.Combine(_folder, "BadDeps", "BadDeps.deps.json"), "{ not json");
         var garbage = new byte[4096];
         new Random(42).NextBytes(garbage);
         File.WriteAllBytes(Path.Combine(_folder, "X.dll"), garbage);
@@ -59,7 +63,7 @@ public sealed class PluginLoadingTests
         Assert.AreEqual(64, mixed.Optimizers["gd"].Origin.Sha256.Length);
 
         string errors = string.Join("\n", mixed.Errors.Select(e => $"{e.File}: {e.Reason}"));
-        Assert.HasCount(3, mixed.Errors, errors);
+        Assert.HasCount(4, mixed.Errors, errors);
 
         var corrupt = mixed.Errors.Single(e => e.File == "X.dll");
         StringAssert.Contains(corrupt.Reason, "not a loadable .NET assembly", errors);
@@ -68,6 +72,10 @@ public sealed class PluginLoadingTests
         var incompatible = mixed.Errors.Single(e => e.File == "IncompatiblePlugin.dll");
         StringAssert.Contains(incompatible.Reason, $"built against contract version {Contract.Version + 1}", errors);
         StringAssert.Contains(incompatible.Reason, $"the host implements version {Contract.Version}", errors);
+
+        var badDeps = mixed.Errors.Single(e => e.File == Path.Combine("BadDeps", "BadDeps.dll"));
+        StringAssert.Contains(badDeps.Reason, "cannot be loaded (InvalidOperationException", errors);
+        StringAssert.Contains(badDeps.Reason, "BadDeps.deps.json", errors);
 
         var throwing = mixed.Errors.Single(e => e.File.StartsWith("ThrowingPlugin.dll", StringComparison.Ordinal));
         StringAssert.Contains(throwing.File, "Harness.TestPlugins.Throwing.ThrowingOptimizerPlugin", errors);
@@ -83,7 +91,7 @@ public sealed class PluginLoadingTests
         Assert.AreEqual(1, p.ExitCode, "harness plugins exits 1 when a file failed to load\n" + p.Output);
         foreach (var name in new[] { "gd", "quadratic", "sharpness" }) StringAssert.Contains(p.StdOut, name, p.Output);
         var notLoaded = p.StdOut.Split('\n').Where(l => l.StartsWith("not loaded:", StringComparison.Ordinal)).ToList();
-        Assert.HasCount(3, notLoaded, p.Output);
+        Assert.HasCount(4, notLoaded, p.Output);
         Assert.IsTrue(notLoaded.Any(l => l.StartsWith("not loaded: X.dll: not a loadable", StringComparison.Ordinal)), p.Output);
         Assert.IsTrue(notLoaded.Any(l => l.StartsWith("not loaded: IncompatiblePlugin.dll: built against contract version", StringComparison.Ordinal)), p.Output);
         Assert.IsTrue(notLoaded.Any(l => l.StartsWith("not loaded: ThrowingPlugin.dll", StringComparison.Ordinal)), p.Output);
