@@ -86,6 +86,8 @@ public sealed class MatrixValidationTests
     [DataRow("name with '/'",                1, "name: a/b",                               1, 7,  "name",                                    "must be 1-100 characters of letters, digits, '_', '.', '-' (it names a folder)")]
     [DataRow("name '..'",                    1, "name: ..",                                1, 7,  "name",                                    "(it names a folder)")]
     [DataRow("name with '../'",              1, "name: ../escape",                         1, 7,  "name",                                    "(it names a folder)")]
+    [DataRow("non-name hyperparameter key",  6, "      [dim]: 4",                          6, 7,  "models[0].hyperparameters",               "keys must be plain hyperparameter names")]
+    [DataRow("duplicate swept value",       10, "      lr: [0.1, 0.1]",                   10, 17, "optimizers[0].hyperparameters.lr[1]",     "duplicate value 0.1 in the list")]
     [DataRow("duplicate seeds",             12, "  init: [3, 3]",                         12, 9,  "seeds.init",                              "duplicate seeds")]
     [DataRow("negative seed",               12, "  init: [-1]",                           12, 10, "seeds.init",                              "seeds are non-negative integers, got '-1'")]
     public void EachBadInputHasItsLocatedError(string @case, int line, string replacement, int errorLine, int errorColumn, string key, string reason)
@@ -138,6 +140,16 @@ public sealed class MatrixValidationTests
         Assert.HasCount(1, e.Errors, e.Message);
         Assert.AreEqual("(syntax)", e.Errors[0].Key);
         Assert.AreEqual(1L, e.Errors[0].Location.Line, e.Message);
+    }
+
+    [TestMethod]
+    public void ASecondYamlDocumentIsAnErrorNotIgnored()
+    {
+        string file = Write("two-documents.yaml", Valid.Concat(["---", "name: other"]));
+        var e = Assert.ThrowsExactly<MatrixValidationException>(() => MatrixParser.ParseFile(file, _plugins));
+        Assert.HasCount(1, e.Errors, e.Message);
+        Assert.AreEqual(new SourceLocation(file, Valid.Length + 2, 1), e.Errors[0].Location, e.Message);
+        StringAssert.Contains(e.Errors[0].Message, "more than one YAML document");
     }
 
     [TestMethod]
