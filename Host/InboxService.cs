@@ -53,7 +53,12 @@ public sealed class InboxService(MatrixRunner runner, IOptions<HarnessOptions> o
             if (failed.Count > 0) error = string.Join(Environment.NewLine, failed.Select(r => $"{r.RunId}: {r.Reason}"));
             logger.LogInformation("matrix {File} done: {Count} run(s) in {Dir}", name, outcome.Runs.Count, outcome.Directory);
         }
-        catch (MatrixValidationException e) { error = e.Message; }
+        catch (MatrixValidationException e)
+        {
+            // The errors name the file where the user will find it (inbox/failed/), not inbox/running/ where it was parsed.
+            string failed = Path.Combine(inbox, "failed", name);
+            error = new MatrixValidationException(e.Errors.Select(x => x.Location.File == running ? x with { Location = x.Location with { File = failed } } : x).ToList()).Message;
+        }
         catch (Exception e) when (e is not OperationCanceledException) { error = e.ToString(); }
         if (ct.IsCancellationRequested)
         {

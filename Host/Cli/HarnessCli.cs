@@ -15,6 +15,7 @@ using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 using OpenTelemetry.Metrics;
+using OpenTelemetry.Resources;
 using Spectre.Console;
 
 namespace Harness.Host.Cli;
@@ -111,9 +112,8 @@ public static class HarnessCli
         builder.Services.AddSingleton(sp => PluginCatalog.Load(o.PluginDirectory, sp.GetRequiredService<ILoggerFactory>().CreateLogger("plugins")));
         builder.Services.AddSingleton<HarnessMetrics>();
         builder.Services.AddSingleton<MatrixRunner>();
-        builder.Services.AddOpenTelemetry().WithMetrics(m => m
+        builder.Services.AddOpenTelemetry().ConfigureResource(r => r.AddService("harness")).WithMetrics(m => m
             .AddMeter(HarnessMetrics.MeterName)
-            .AddView("harness.*.duration", new ExplicitBucketHistogramConfiguration { Boundaries = HarnessMetrics.DurationBuckets })
             .AddPrometheusExporter());
         if (serve) builder.Services.AddHostedService<InboxService>();
         builder.WebHost.UseUrls(o.MetricsUrl == "none" ? "http://127.0.0.1:0" : o.MetricsUrl);

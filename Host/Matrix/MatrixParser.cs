@@ -34,12 +34,24 @@ public sealed partial class MatrixParser(PluginCatalog plugins)
         _errors.Clear();
         _file = file;
         var stream = new YamlStream();
-        try { stream.Load(new StringReader(text)); }
+        var parser = new Parser(new StringReader(text));
+        try { stream.Load(parser); }
         catch (YamlException e)
         {
             throw new MatrixValidationException([new MatrixError(new SourceLocation(file, e.Start.Line, e.Start.Column), "(syntax)",
                 e.InnerException?.Message ?? e.Message)]);
         }
+        catch (InvalidOperationException)
+        {
+            // YamlDotNet's scanner throws this (not a YamlException) on a flow collection that is never closed and is
+            // followed by more lines, e.g. "lr: [0.1, 0.2" in the middle of the file. Report it where the parser stopped.
+            var at = parser.Current?.End ?? Mark.Empty;
+            throw new MatrixValidationException([new MatrixError(new SourceLocation(file, Math.Max(at.Line, 1), Math.Max(at.Column, 1)), "(syntax)",
+                "unterminated [...] or {...} collection: a closing bracket is missing")]);
+        }
+        if (stream.Documents.Count > 1)
+            throw new MatrixValidationException([new MatrixError(Loc(stream.Documents[1].RootNode), "(root)",
+                "the file holds more than one YAML document ('---'); put one matrix per file")]);
         if (stream.Documents.Count == 0 || stream.Documents[0].RootNode is not YamlMappingNode root)
             throw new MatrixValidationException([new MatrixError(new SourceLocation(file, 1, 1), "(root)", "the matrix must be a mapping (key: value)")]);
 
@@ -97,7 +109,7 @@ public sealed partial class MatrixParser(PluginCatalog plugins)
                 if (hpNode is not YamlMappingNode hpMap) { Error(hpNode, path + ".hyperparameters", "must be a mapping name: value or name: [values]"); continue; }
                 foreach (var (k, v) in hpMap.Children)
                 {
-                    string hpName = ((YamlScalarNode)k).Value ?? "";
+                    if (k is not YamlScalarNode { Value: { } hpName }) { Error(k, path + ".hyperparameters", "keys must be plain hyperparameter names"); continue; }
                     string hpPath = $"{path}.hyperparameters.{hpName}";
                     var spec = schema.FirstOrDefault(s => s.Name == hpName);
                     if (spec is null)
@@ -112,7 +124,12 @@ public sealed partial class MatrixParser(PluginCatalog plugins)
                     {
                         var itemPath = v is YamlSequenceNode ? $"{hpPath}[{j}]" : hpPath;
                         if (Scalar(items[j], itemPath) is not { } raw) continue;
-                        if (spec.Coerce(raw, out var err) is { } ok) values.Add(ok);
+                        if (spec.Coerce(raw, out var err) is { } ok)
+                        {
+                            // A repeated value would expand to the same run twice.
+                            if (values.Contains(ok)) Error(items[j], itemPath, $"duplicate value {Harness.Host.Matrix.RunCell.Format(ok)} in the list");
+                            else values.Add(ok);
+                        }
                         else Error(items[j], itemPath, err!);
                     }
                     if (values.Count > 0) grid.Add(new(hpName, values));
@@ -231,7 +248,7 @@ public sealed partial class MatrixParser(PluginCatalog plugins)
                 if (hpNode is not YamlMappingNode hpMap) { Error(hpNode, path + ".hyperparameters", "must be a mapping"); continue; }
                 foreach (var (k, v) in hpMap.Children)
                 {
-                    string hpName = ((YamlScalarNode)k).Value ?? "";
+                    if (k is not YamlScalarNode { Value: { } hpName }) { Error(k, path + ".hyperparameters", "keys must be plain hyperparameter names"); continue; }
                     string hpPath = $"{path}.hyperparameters.{hpName}";
                     var spec = probe.Plugin.Hyperparameters.FirstOrDefault(s => s.Name == hpName);
                     if (spec is null) { Error(k, hpPath, $"unknown hyperparameter of probe '{name}' (it has: {string.Join(", ", probe.Plugin.Hyperparameters.Select(s => s.Name))})"); continue; }

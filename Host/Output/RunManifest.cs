@@ -45,6 +45,8 @@ public sealed class RunManifest
         PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower,
         Converters = { new JsonStringEnumConverter(JsonNamingPolicy.SnakeCaseLower) },
         NumberHandling = JsonNumberHandling.AllowNamedFloatingPointLiterals,
+        // Readable text in the file ("×", "+", "λ" rather than \u00D7, \u002B, \u03BB); it is never embedded in HTML.
+        Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping,
     };
 
     /// <summary>Writes atomically (temp file + rename) so a reader never sees half a manifest.</summary>

@@ -5,7 +5,7 @@ namespace Harness.Host.Output;
 
 /// <summary>
 /// Appends one row per step to a run's trace.parquet. Rows are buffered and written as a new row group (the file
-/// re-closed with a complete footer each time) every <see cref="FlushRows"/> rows or <see cref="FlushInterval"/>,
+/// re-closed with a complete footer each time, in a copy that atomically replaces the file) every <see cref="FlushRows"/> rows or <see cref="FlushInterval"/>,
 /// so a killed process leaves a readable file that lacks at most the last interval.
 /// Columns: <c>step</c> (int64, required) and nullable float64 columns in the given order.
 /// </summary>
@@ -28,6 +28,7 @@ public sealed class TraceWriter : IDisposable
         _fields = columns.Select(c => new DataField<double?>(c)).ToArray();
         _schema = new ParquetSchema(new Field[] { _stepField }.Concat(_fields));
         if (File.Exists(path)) File.Delete(path);
+        if (File.Exists(path + ".tmp")) File.Delete(path + ".tmp");
     }
 
     public IReadOnlyList<string> Columns { get; }
@@ -49,7 +50,11 @@ public sealed class TraceWriter : IDisposable
         _lastFlush = DateTime.UtcNow;
         if (_rows.Count == 0) return;
         bool append = File.Exists(_path) && new FileInfo(_path).Length > 0;
-        using (var stream = new FileStream(_path, append ? FileMode.Open : FileMode.Create, FileAccess.ReadWrite))
+        // Appending a row group rewrites the footer in place: a process killed in the middle of that would leave a
+        // file without a valid footer. So the new row group goes into a copy that replaces the file atomically.
+        string tmp = _path + ".tmp";
+        if (append) File.Copy(_path, tmp, overwrite: true);
+        using (var stream = new FileStream(tmp, append ? FileMode.Open : FileMode.Create, FileAccess.ReadWrite))
         {
             var writer = ParquetWriter.CreateAsync(_schema, stream, append: append).GetAwaiter().GetResult();
             try
@@ -66,6 +71,7 @@ public sealed class TraceWriter : IDisposable
             finally { writer.DisposeAsync().AsTask().GetAwaiter().GetResult(); }
             stream.Flush(flushToDisk: true);
         }
+        File.Move(tmp, _path, overwrite: true);
         RowsWritten += _rows.Count;
         _steps.Clear();
         _rows.Clear();

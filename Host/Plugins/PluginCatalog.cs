@@ -68,7 +68,8 @@ public sealed class PluginCatalog
     {
         string rel = Path.GetRelativePath(Folder, file);
         Assembly assembly;
-        PluginLoader loader;
+        PluginLoader? loader = null;
+        ContractVersionAttribute? version;
         try
         {
             // Refuse non-.NET files before a load context touches them.
@@ -77,14 +78,23 @@ public sealed class PluginCatalog
                 sharedTypes: [typeof(IOptimizerPlugin), typeof(TorchSharp.torch)],
                 configure: c => c.PreferSharedTypes = true);
             assembly = loader.LoadDefaultAssembly();
+            version = assembly.GetCustomAttribute<ContractVersionAttribute>();
         }
         catch (Exception e) when (e is BadImageFormatException or FileLoadException or FileNotFoundException or ArgumentException)
         {
+            loader?.Dispose();
             Fail(rel, $"not a loadable .NET assembly ({e.GetType().Name}: {FirstLine(e.Message)})", logger);
             return;
         }
+        catch (Exception e)
+        {
+            // E.g. a malformed <Name>.deps.json: the runtime's dependency resolver throws InvalidOperationException.
+            // One bad file must never stop the others from loading.
+            loader?.Dispose();
+            Fail(rel, $"cannot be loaded ({e.GetType().Name}: {FirstLine(e.Message)})", logger);
+            return;
+        }
 
-        var version = assembly.GetCustomAttribute<ContractVersionAttribute>();
         if (version is null)
         {
             Fail(rel, $"no [assembly: ContractVersion(...)] attribute: not a harness plugin, or built against a contract older than version 1 (host contract version {Contract.Version})", logger);

@@ -22,6 +22,13 @@ public sealed class HarnessMetrics : IDisposable
     private readonly Histogram<double> _probeDuration;
     private readonly Counter<long> _runsEnded;
 
+    /// <summary>Bucket bounds of the duration histograms, in seconds. Without them OpenTelemetry's defaults (0, 5, 10, 25 …
+    /// 10000, meant for milliseconds) put every step of a typical run into the first bucket.</summary>
+    private static readonly InstrumentAdvice<double> SecondsBuckets = new()
+    {
+        HistogramBucketBoundaries = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600],
+    };
+
     /// <summary>Names of the fixed (non-probe) gauges, as instruments; Prometheus adds nothing to them.</summary>
     public static readonly IReadOnlyDictionary<string, string> FixedGauges = new Dictionary<string, string>
     {
@@ -33,9 +40,6 @@ public sealed class HarnessMetrics : IDisposable
         ["harness.run_status"] = "1 for the run's current status label (running, completed, diverged, failed, cancelled)",
     };
 
-    /// <summary>Histogram buckets (seconds) for step and probe durations: steps take milliseconds, probes up to minutes.</summary>
-    public static readonly double[] DurationBuckets = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60];
-
     public HarnessMetrics()
     {
         _meter.CreateObservableGauge("harness.train_loss", () => Observe(r => r.Loss), description: FixedGauges["harness.train_loss"]);
@@ -46,8 +50,10 @@ public sealed class HarnessMetrics : IDisposable
         _meter.CreateObservableGauge("harness.run_status", ObserveStatus, description: FixedGauges["harness.run_status"]);
         _steps = _meter.CreateCounter<long>("harness.steps", description: "optimizer steps taken");
         _runsEnded = _meter.CreateCounter<long>("harness.runs_ended", description: "runs that ended, by status");
-        _stepDuration = _meter.CreateHistogram<double>("harness.step.duration", unit: "s", description: "wall time of one optimizer step (gradient + update)");
-        _probeDuration = _meter.CreateHistogram<double>("harness.probe.duration", unit: "s", description: "wall time of one probe measurement");
+        _stepDuration = _meter.CreateHistogram<double>("harness.step.duration", unit: "s", description: "wall time of one optimizer step (gradient + update)",
+            tags: null, advice: SecondsBuckets);
+        _probeDuration = _meter.CreateHistogram<double>("harness.probe.duration", unit: "s", description: "wall time of one probe measurement",
+            tags: null, advice: SecondsBuckets);
     }
 
     /// <summary>Starts reporting a run; <paramref name="probeMetrics"/> are the probe metric names it will emit.</summary>
