@@ -225,6 +225,8 @@ public sealed partial class MatrixParser(PluginCatalog plugins)
     private List<ProbeSpec> Probes(YamlMappingNode root)
     {
         var result = new List<ProbeSpec>();
+        // Metric names become trace columns and gauges: unique across probes and distinct from the fixed columns.
+        var columnOwner = Harness.Host.Training.RunExecutor.FixedColumns.ToDictionary(c => c, _ => "the trace's fixed columns", StringComparer.Ordinal);
         var node = Get(root, "probes");
         if (node is null) return result;
         if (node is not YamlSequenceNode seq) { Error(node, "probes", "must be a list of probes"); return result; }
@@ -259,6 +261,15 @@ public sealed partial class MatrixParser(PluginCatalog plugins)
             }
             foreach (var spec in probe.Plugin.Hyperparameters.Where(sp => !values.ContainsKey(sp.Name)))
                 values[spec.Name] = spec.Coerce(spec.Default, out _)!;
+            IReadOnlyList<MetricSpec> metrics;
+            try { metrics = probe.Plugin.MetricsFor(new HyperparameterValues(probe.Plugin.Hyperparameters, values)); }
+            catch (Exception e) { Error(Get(m, "name")!, path + ".name", $"probe '{name}' cannot declare its metrics: {e.Message}"); continue; }
+            foreach (var metric in metrics.Select(x => x.Name).Concat([$"probe_{name}_seconds", $"probe_{name}_hvps"]))
+            {
+                if (columnOwner.TryGetValue(metric, out var owner))
+                    Error(Get(m, "name")!, path + ".name", $"probe '{name}' emits metric '{metric}', already used by {owner}");
+                else columnOwner[metric] = $"probe '{name}'";
+            }
             result.Add(new ProbeSpec(name, every, values, Loc(m)));
         }
         return result;
@@ -285,7 +296,8 @@ public sealed partial class MatrixParser(PluginCatalog plugins)
         return null;
     }
 
-    private double? Number(YamlMappingNode m, string key, string path, bool required = false, double? min = null, bool integer = false)
+    private double? Number(YamlMappingNode m, string key, string path, bool required = false, double? min = null, bool integer = false,
+        double? max = null)
     {
         var node = Get(m, key);
         if (node is null) { if (required) Error(m, path, "required"); return null; }
@@ -296,6 +308,9 @@ public sealed partial class MatrixParser(PluginCatalog plugins)
         else { if (raw is not null) Error(node, path, $"expected a number, got '{raw}'"); return null; }
         if (integer && x != Math.Floor(x)) { Error(node, path, $"expected an integer, got {x}"); return null; }
         if (min is { } lo && x < lo) { Error(node, path, $"value {x.ToString(CultureInfo.InvariantCulture)} is below the minimum {lo}"); return null; }
+        // Integers are counts (steps, sizes, seeds): keep them well inside long and int ranges.
+        double hi = max ?? (integer ? int.MaxValue : double.MaxValue);
+        if (x > hi) { Error(node, path, $"value {x.ToString(CultureInfo.InvariantCulture)} is above the maximum {hi.ToString(CultureInfo.InvariantCulture)}"); return null; }
         return x;
     }
 

@@ -39,6 +39,22 @@ public sealed class PluginCatalog
 
     private PluginCatalog(string folder) => Folder = folder;
 
+    /// <summary>A catalog of plugin instances that did not come from a folder (tests, embedding). Their origin
+    /// says "(in memory)" with the defining assembly's name.</summary>
+    public static PluginCatalog FromInstances(IEnumerable<object> plugins)
+    {
+        var catalog = new PluginCatalog("(in memory)");
+        foreach (var plugin in plugins)
+        {
+            var asm = plugin.GetType().Assembly.GetName();
+            var origin = new PluginOrigin("(in memory)", "", asm.Name ?? "", asm.Version?.ToString() ?? "");
+            if (plugin is IOptimizerPlugin o) catalog._optimizers[o.Name] = new(o, origin);
+            if (plugin is IModelPlugin m) catalog._models[m.Name] = new(m, origin);
+            if (plugin is IProbePlugin p) catalog._probes[p.Name] = new(p, origin);
+        }
+        return catalog;
+    }
+
     public static PluginCatalog Load(string folder, ILogger? logger = null)
     {
         var catalog = new PluginCatalog(Path.GetFullPath(folder));

@@ -81,15 +81,30 @@ public sealed class HarnessMetrics : IDisposable
         _probeDuration.Record(seconds, tags);
     }
 
+    /// <summary>How long an ended run keeps reporting its last values (a few scrapes), so a long-lived service's
+    /// series stay bounded by the runs of the last minutes plus the running ones.</summary>
+    public TimeSpan EndedRunRetention { get; init; } = TimeSpan.FromMinutes(10);
+
     public void EndRun(RunGauges run, string status)
     {
         run.Status = status;
+        run.EndedUtc = DateTime.UtcNow;
         _runsEnded.Add(1, run.Tags.Append(new("status", status)).ToArray());
+    }
+
+    private IEnumerable<RunGauges> Reported()
+    {
+        var cutoff = DateTime.UtcNow - EndedRunRetention;
+        foreach (var (id, run) in _runs)
+        {
+            if (run.EndedUtc is { } ended && ended < cutoff) { _runs.TryRemove(id, out _); continue; }
+            yield return run;
+        }
     }
 
     private IEnumerable<Measurement<double>> Observe(Func<RunGauges, double> value)
     {
-        foreach (var run in _runs.Values)
+        foreach (var run in Reported())
         {
             double v = value(run);
             if (!double.IsNaN(v)) yield return new Measurement<double>(v, run.Tags);
@@ -98,7 +113,7 @@ public sealed class HarnessMetrics : IDisposable
 
     private IEnumerable<Measurement<double>> ObserveStatus()
     {
-        foreach (var run in _runs.Values)
+        foreach (var run in Reported())
             yield return new Measurement<double>(1, run.Tags.Append(new("status", run.Status)).ToArray());
     }
 
@@ -113,6 +128,7 @@ public sealed class RunGauges(RunCell cell)
         new("matrix", cell.MatrixName), new("run", cell.RunId), new("optimizer", cell.Optimizer), new("model", cell.Model),
     ];
     public volatile string Status = "running";
+    public DateTime? EndedUtc;
     public double Loss = double.NaN, GradNorm = double.NaN, LearningRate = double.NaN, Threshold = double.NaN, Progress;
     public readonly ConcurrentDictionary<string, double> Probe = new();
 }

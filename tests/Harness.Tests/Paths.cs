@@ -11,7 +11,7 @@ public static class Paths
     /// <summary>The built-in plugins as the build lays them out (artifacts/plugins/&lt;Name&gt;/&lt;Name&gt;.dll).</summary>
     public static string PluginArtifacts => Path.Combine(RepoRoot, "artifacts", "plugins");
 
-    /// <summary>The host executable's folder (it has plugins/ beside it).</summary>
+    /// <summary>The host executable's folder (tests pass --plugins PluginArtifacts: plugins/ is copied beside the host only in Host/bin).</summary>
     public static string HostDirectory => Path.GetDirectoryName(typeof(Harness.Host.HarnessOptions).Assembly.Location)!;
 
     public static string NewTempDirectory(string prefix)
