@@ -37,7 +37,7 @@ public sealed class HarnessMetrics : IDisposable
         ["harness.learning_rate"] = "current learning rate η_t",
         ["harness.stability_threshold"] = "the optimizer's stability threshold at η_t",
         ["harness.run_progress"] = "fraction of the run's steps done (0..1)",
-        ["harness.run_status"] = "1 for the run's current status label (running, completed, diverged, failed, cancelled)",
+        ["harness.run_status"] = "1 for the run's current status label (running, completed, diverged, failed, interrupted)",
     };
 
     public HarnessMetrics()
