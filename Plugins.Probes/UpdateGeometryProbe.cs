@@ -43,7 +43,7 @@ public sealed class UpdateGeometryProbe : IProbe
         m["update_norm"] = Math.Sqrt(ParameterVectors.Dot(u, u));
         if (ctx.UpdateBeforePrevious is { } before)
             m["update_cos_prev"] = ProbeMath.Cosine(u, ProbeMath.Flat(before));
-        if (ctx.Shared.TryGetValue(ProbeBlackboard.TopEigenvector, out var v) && v is Tensor top && top.numel() == u.numel())
+        if (ctx.Shared.TryGetValue(ProbeBlackboard.TopEigenvector, out var v) && v is Tensor { IsInvalid: false } top && top.numel() == u.numel())
         {
             m["update_cos_top"] = Math.Abs(ProbeMath.Cosine(u, top));
             if (ctx.Shared.TryGetValue(ProbeBlackboard.TopEigenvectorStep, out var s) && s is long step)
