@@ -50,8 +50,10 @@ public sealed class CoherenceProbePlugin : IProbePlugin
     ];
 
     public IProbe Create(HyperparameterValues hp) => new CoherenceProbe(
-        new LanczosProbe(new LanczosOptions((int)hp.Integer("max_iterations"), hp.Real("tolerance"), 1, true), hp.Boolean("warm_start"), hp.Integer("seed")),
-        new LanczosProbe(new LanczosOptions((int)hp.Integer("max_iterations"), hp.Real("tolerance"), (int)hp.Integer("top_k"), true), hp.Boolean("warm_start"), hp.Integer("seed")),
+        new LanczosProbe(new LanczosOptions((int)hp.Integer("max_iterations"), hp.Real("tolerance"), 1, true) { SmallestRelativeToScale = true },
+            hp.Boolean("warm_start"), hp.Integer("seed")),
+        new LanczosProbe(new LanczosOptions((int)hp.Integer("max_iterations"), hp.Real("tolerance"), (int)hp.Integer("top_k"), true) { SmallestRelativeToScale = true },
+            hp.Boolean("warm_start"), hp.Integer("seed")),
         (int)hp.Integer("top_k"), hp.Boolean("reuse"));
 }
 

@@ -12,15 +12,16 @@ internal sealed class LanczosProbe(LanczosOptions options, bool warmStart, long 
     public static IReadOnlyList<HyperparameterSpec> Schema(int defaultTopK = 1, bool defaultSmallest = false) =>
     [
         HyperparameterSpec.Integer("max_iterations", 20, "Lanczos iterations at most (each is one Hessian-vector product)", min: 1, max: 1000),
-        HyperparameterSpec.Real("tolerance", 1e-3, "stop when every wanted pair's residual ‖Av − λv‖ is below tolerance·|λ|", min: 0, minExclusive: true),
+        HyperparameterSpec.Real("tolerance", 1e-3, "stop when every wanted pair's residual ‖Av − λv‖ is below tolerance·|λ| (λ_min: tolerance·max(|λ_min|, |λ1|))", min: 0, minExclusive: true),
         HyperparameterSpec.Boolean("warm_start", true, "start from the previous measurement's top vector"),
         HyperparameterSpec.Integer("seed", 0, "seed of the random start vector", min: 0),
         HyperparameterSpec.Integer("top_k", defaultTopK, "how many of the largest algebraic eigenvalues to report", min: 1, max: 50),
         HyperparameterSpec.Boolean("smallest", defaultSmallest, "also report the smallest algebraic eigenvalue λ_min (negative = saddle direction)"),
     ];
 
+    /// <summary>The settings; λ_min's residual is judged against tolerance·max(|λ_min|, |λ1|) (the operator's scale).</summary>
     public static LanczosOptions Options(HyperparameterValues hp) =>
-        new((int)hp.Integer("max_iterations"), hp.Real("tolerance"), (int)hp.Integer("top_k"), hp.Boolean("smallest"));
+        new((int)hp.Integer("max_iterations"), hp.Real("tolerance"), (int)hp.Integer("top_k"), hp.Boolean("smallest")) { SmallestRelativeToScale = true };
 
     public static LanczosProbe Create(HyperparameterValues hp) => new(Options(hp), hp.Boolean("warm_start"), hp.Integer("seed"));
 

@@ -8,7 +8,12 @@ namespace Harness.Abstractions.Numerics;
 /// <param name="RelativeTolerance">Stop when the residual of every wanted Ritz pair is below this times |λ|.</param>
 /// <param name="TopK">How many of the largest algebraic eigenvalues must converge.</param>
 /// <param name="Smallest">Also require the smallest algebraic eigenvalue to converge.</param>
-public sealed record LanczosOptions(int MaxIterations = 30, double RelativeTolerance = 1e-3, int TopK = 1, bool Smallest = false);
+public sealed record LanczosOptions(int MaxIterations = 30, double RelativeTolerance = 1e-3, int TopK = 1, bool Smallest = false)
+{
+    /// <summary>When true, the smallest pair converges once its residual is below RelativeTolerance·max(|λ_min|, |λ1|)
+    /// (the operator's scale) rather than ·|λ_min|, which a λ_min near 0 never meets before MaxIterations.</summary>
+    public bool SmallestRelativeToScale { get; init; }
+}
 
 /// <summary>An eigenpair estimate: Ritz value, unit Ritz vector, and residual ‖Av − λv‖ (from the Lanczos
 /// recurrence, |β_j s_j|, which equals the true residual in exact arithmetic under full reorthogonalisation).</summary>
@@ -70,8 +75,10 @@ public static class Lanczos
             (evals, evecs) = TridiagonalEigen(alphas, betas);
             int m = evals.Length;
             bool invariant = beta <= 1e-12 * Math.Max(1.0, Math.Abs(evals[m - 1]));
+            double scale = Math.Max(Math.Abs(evals[0]), Math.Abs(evals[m - 1]));
             converged = invariant || Wanted(options, m).All(i => beta * Math.Abs(evecs[m - 1, i].ToDouble())
-                                         <= options.RelativeTolerance * Math.Max(Math.Abs(evals[i]), 1e-30));
+                                         <= options.RelativeTolerance * Math.Max(
+                                             i == 0 && options.SmallestRelativeToScale ? scale : Math.Abs(evals[i]), 1e-30));
             if (converged || j == maxIter - 1)
             {
                 var top = new List<RitzPair>();
