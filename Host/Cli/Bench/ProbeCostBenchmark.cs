@@ -67,7 +67,7 @@ public sealed class ProbeCostBenchmark : IBenchmark
 
     private static void CostPerProbe(PluginCatalog catalog, IModel model, Dataset probeSet, bool quick, TextWriter output)
     {
-        int reps = quick ? 1 : 3;
+        int reps = quick ? 1 : 5;
         // Adam for a few steps so that P is a real preconditioner (the preconditioned probes then do their full work).
         var adamPlugin = catalog.Optimizers["adam"].Plugin;
         using var adam = adamPlugin.Create(model.Parameters.Select(p => p.Tensor).ToList(),
@@ -115,12 +115,13 @@ public sealed class ProbeCostBenchmark : IBenchmark
             foreach (var (name, loaded) in catalog.Probes.OrderBy(kv => Order(kv.Key)).ThenBy(kv => kv.Key, StringComparer.Ordinal))
             {
                 var values = new HyperparameterValues(loaded.Plugin.Hyperparameters);
-                using var probe = loaded.Plugin.Create(values);
                 double best = double.PositiveInfinity;
                 int hvps = 0, grads = 0;
                 IReadOnlyDictionary<string, double> m = new Dictionary<string, double>();
                 for (int r = 0; r < reps; r++)
                 {
+                    // A new probe each time: a cold measurement (no warm start from the same point; see below for that).
+                    using var probe = loaded.Plugin.Create(values);
                     using var scope = NewDisposeScope();
                     var o = new TorchObjective(model, probeSet);
                     var w = Stopwatch.StartNew();
@@ -136,7 +137,7 @@ public sealed class ProbeCostBenchmark : IBenchmark
             TimeGradientAndHvp();
             double tGrad = gradTimes.Min(), tHvp = hvpTimes.Min(), ratio = tHvp / tGrad;
             output.WriteLine();
-            output.WriteLine($"-- cost per measurement (Adam lr 1e-3 after 10 steps, default hyperparameters, fastest of {reps})");
+            output.WriteLine($"-- cost per measurement (Adam lr 1e-3 after 10 steps, default hyperparameters, cold start, fastest of {reps})");
             output.WriteLine($"one probe-set gradient: {F(tGrad * 1e3, "F1")} ms; one HVP on a built graph: {F(tHvp * 1e3, "F1")} ms = {F(ratio, "F2")} gradient evaluations (fastest of {gradTimes.Count} / {hvpTimes.Count})");
             output.WriteLine("counted = gradient evaluations + HVPs × the HVP/gradient time ratio (per-sample gradients count as full ones: an upper bound);");
             output.WriteLine("timed = the measurement's seconds / one probe-set gradient's seconds");
