@@ -179,5 +179,81 @@ public sealed class ProbeCatalogueTests
         return result;
     }
 
+    private const string AllProbesMatrix = """
+        name: all-probes
+        models:
+          - name: fashion_mlp
+            hyperparameters: { depth: 1, width: 8, train_size: 40, test_size: 20, loss: mse }
+        optimizers:
+          - name: adam
+            hyperparameters: { lr: 0.001 }
+        training:
+          steps: 3
+        probe_set:
+          size: 30
+        probes:
+          - { name: sharpness, every: 1, hyperparameters: { top_k: 2, smallest: true } }
+          - { name: precond_sharpness, every: 1, hyperparameters: { smallest: true } }
+          - { name: coherence, every: 1, hyperparameters: { top_k: 2 } }
+          - { name: hessian_trace, every: 1, hyperparameters: { samples: 5 } }
+          - { name: rmed, every: 1, hyperparameters: { coordinates: 5 } }
+          - { name: diag_dominance, every: 1, hyperparameters: { max_size: 100 } }
+          - { name: implicit_bias, every: 1 }
+          - { name: fisher, every: 1, hyperparameters: { samples: 4 } }
+          - { name: sam, every: 1 }
+          - { name: update_geometry, every: 1 }
+          - { name: preconditioner, every: 1 }
+          - { name: accuracy, every: 1 }
+        """;
+
+    [TestMethod]
+    public void EveryProbeRunsFromAMatrixFileWithoutFailing()
+    {
+        var catalog = Catalog();
+        Assert.AreEqual(0, catalog.Errors.Count, string.Join("; ", catalog.Errors));
+        var spec = new MatrixParser(catalog).Parse(AllProbesMatrix, "all.yaml");
+        CollectionAssert.AreEquivalent(AllProbes().Select(p => p.Name).ToArray(), spec.Probes.Select(p => p.Name).ToArray(), "the matrix lists every built-in probe");
+        var cell = MatrixExpander.Expand(spec)[0];
+        var dir = Paths.NewTempDirectory("all-probes");
+        var logger = new RecordingLogger();
+        try
+        {
+            using var metrics = new HarnessMetrics();
+            var manifest = new RunExecutor(catalog, metrics, logger).Execute(cell, dir, new NoProgress(), CancellationToken.None);
+            Assert.AreEqual(Harness.Host.Output.RunStatus.Completed, manifest.Status, manifest.Reason);
+            Assert.AreEqual(0, logger.Warnings.Count, string.Join(Environment.NewLine, logger.Warnings));
+            var trace = ReadTrace(Path.Combine(dir, "trace.parquet"));
+            int row = 2;   // step 2: both earlier updates exist
+            foreach (var probe in spec.Probes)
+            {
+                var plugin = catalog.Probes[probe.Name].Plugin;
+                var declared = plugin.MetricsFor(new HyperparameterValues(plugin.Hyperparameters, probe.Hyperparameters), new[]
+                {
+                    new ModelParameter("layer0.weight", zeros(8, 784), true), new ModelParameter("layer0.bias", zeros(8), false),
+                    new ModelParameter("layer1.weight", zeros(10, 8), true), new ModelParameter("layer1.bias", zeros(10), false),
+                });
+                var nonNull = declared.Where(m => trace[m.Name][row] is not null).Select(m => m.Name).ToList();
+                var missing = declared.Select(m => m.Name).Except(nonNull)
+                    .Except(["edge_ratio", "edge_crossing"])   // Adam is preconditioned: its edge ratio is precond_edge_ratio
+                    .ToList();
+                Assert.AreEqual(0, missing.Count, $"{probe.Name}: no value for {string.Join(", ", missing)}");
+                Assert.IsTrue(trace[$"probe_{probe.Name}_seconds"][row] > 0);
+            }
+        }
+        finally { Directory.Delete(dir, recursive: true); }
+    }
+
+    private sealed class RecordingLogger : Microsoft.Extensions.Logging.ILogger
+    {
+        public List<string> Warnings { get; } = new();
+        public IDisposable? BeginScope<TState>(TState state) where TState : notnull => null;
+        public bool IsEnabled(Microsoft.Extensions.Logging.LogLevel level) => true;
+        public void Log<TState>(Microsoft.Extensions.Logging.LogLevel level, Microsoft.Extensions.Logging.EventId id, TState state, Exception? e,
+            Func<TState, Exception?, string> formatter)
+        {
+            if (level >= Microsoft.Extensions.Logging.LogLevel.Warning) Warnings.Add(formatter(state, e));
+        }
+    }
+
     private sealed class NoProgress : IRunProgress { }
 }
