@@ -36,7 +36,7 @@ public sealed record ProbeContext(
 public interface IProbe : IDisposable
 {
     /// <summary>Measures at the current parameters. Keys are a subset of the metric names the plugin declared
-    /// (<see cref="IProbePlugin.MetricsFor"/>); a missing key is written as null.</summary>
+    /// (<see cref="IProbePlugin.MetricsFor(HyperparameterValues, IReadOnlyList{ModelParameter})"/>); a missing key is written as null.</summary>
     IReadOnlyDictionary<string, double> Measure(ProbeContext context);
 }
 
