@@ -5,7 +5,12 @@ namespace Harness.Abstractions;
 
 /// <summary>One column/metric a probe emits. Names are global within a run (they become Parquet columns and
 /// the <c>metric</c> label of the probe gauge), so prefix them with the probe's subject.</summary>
-public sealed record MetricSpec(string Name, string Doc, string Unit = "1");
+public sealed record MetricSpec(string Name, string Doc, string Unit = "1")
+{
+    /// <summary>When true the value goes to the Parquet trace only, not to a Prometheus gauge (e.g. raw samples kept
+    /// for recomputation, whose number would make the gauge set large). Default false.</summary>
+    public bool TraceOnly { get; init; }
+}
 
 /// <summary>What a probe sees: the objective on the fixed probe set (same examples for every run of a matrix),
 /// the optimizer through the contract only, the model (for its data and accuracy), and the step.</summary>
@@ -20,13 +25,18 @@ public sealed record ProbeContext(
     long Step,
     IReadOnlyList<Tensor> InitialParameters,
     IReadOnlyList<Tensor>? PreviousUpdate,
-    IDictionary<string, object> Shared);
+    IDictionary<string, object> Shared)
+{
+    /// <summary>θ_{t−1} − θ_{t−2}, the update before <see cref="PreviousUpdate"/>, or null before step 2 (do not modify).
+    /// Lets a probe measured every k steps compare consecutive updates.</summary>
+    public IReadOnlyList<Tensor>? UpdateBeforePrevious { get; init; }
+}
 
 /// <summary>A probe bound to one run (it may keep state between measurements, e.g. a warm-start vector).</summary>
 public interface IProbe : IDisposable
 {
     /// <summary>Measures at the current parameters. Keys are a subset of the metric names the plugin declared
-    /// (<see cref="IProbePlugin.MetricsFor"/>); a missing key is written as null.</summary>
+    /// (<see cref="IProbePlugin.MetricsFor(HyperparameterValues, IReadOnlyList{ModelParameter})"/>); a missing key is written as null.</summary>
     IReadOnlyDictionary<string, double> Measure(ProbeContext context);
 }
 
@@ -39,5 +49,11 @@ public interface IProbePlugin
     /// <summary>The metrics an instance created with these values will emit (known before the run starts,
     /// so the trace schema is fixed).</summary>
     IReadOnlyList<MetricSpec> MetricsFor(HyperparameterValues hyperparameters);
+
+    /// <summary>The metrics for a run on a model with these parameters: per-layer probes name one column per weight
+    /// tensor here. The host calls this overload; the default ignores the parameters.</summary>
+    IReadOnlyList<MetricSpec> MetricsFor(HyperparameterValues hyperparameters, IReadOnlyList<ModelParameter> parameters) =>
+        MetricsFor(hyperparameters);
+
     IProbe Create(HyperparameterValues hyperparameters);
 }

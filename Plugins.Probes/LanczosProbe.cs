@@ -9,22 +9,30 @@ namespace Harness.Plugins.Probes;
 /// between measurements.</summary>
 internal sealed class LanczosProbe(LanczosOptions options, bool warmStart, long seed) : IDisposable
 {
-    public static readonly IReadOnlyList<HyperparameterSpec> Schema =
+    public static IReadOnlyList<HyperparameterSpec> Schema(int defaultTopK = 1, bool defaultSmallest = false) =>
     [
         HyperparameterSpec.Integer("max_iterations", 20, "Lanczos iterations at most (each is one Hessian-vector product)", min: 1, max: 1000),
-        HyperparameterSpec.Real("tolerance", 1e-3, "stop when the top pair's residual is below tolerance·|λ1|", min: 0, minExclusive: true),
+        HyperparameterSpec.Real("tolerance", 1e-3, "stop when every wanted pair's residual ‖Av − λv‖ is below tolerance·|λ| (λ_min: tolerance·max(|λ_min|, |λ1|))", min: 0, minExclusive: true),
         HyperparameterSpec.Boolean("warm_start", true, "start from the previous measurement's top vector"),
         HyperparameterSpec.Integer("seed", 0, "seed of the random start vector", min: 0),
+        HyperparameterSpec.Integer("top_k", defaultTopK, "how many of the largest algebraic eigenvalues to report", min: 1, max: 50),
+        HyperparameterSpec.Boolean("smallest", defaultSmallest, "also report the smallest algebraic eigenvalue λ_min (negative = saddle direction)"),
     ];
 
-    public static LanczosOptions Options(HyperparameterValues hp, int topK = 1, bool smallest = false) =>
-        new((int)hp.Integer("max_iterations"), hp.Real("tolerance"), topK, smallest);
+    /// <summary>The settings; λ_min's residual is judged against tolerance·max(|λ_min|, |λ1|) (the operator's scale).</summary>
+    public static LanczosOptions Options(HyperparameterValues hp) =>
+        new((int)hp.Integer("max_iterations"), hp.Real("tolerance"), (int)hp.Integer("top_k"), hp.Boolean("smallest")) { SmallestRelativeToScale = true };
+
+    public static LanczosProbe Create(HyperparameterValues hp) => new(Options(hp), hp.Boolean("warm_start"), hp.Integer("seed"));
+
+    public LanczosOptions Settings => options;
 
     private Tensor? _previous;
+    private Tensor? _published;
 
-    /// <summary>Runs Lanczos; when <paramref name="publishTo"/> is given, the top Ritz vector is published there
-    /// under "top_eigenvector" for probes that need it (e.g. update/eigenvector alignment).</summary>
-    public LanczosResult Run(ISymmetricOperator op, IObjective objective, IDictionary<string, object>? publishTo = null)
+    /// <summary>Runs Lanczos. When <paramref name="publishTo"/> is given, the top Ritz vector is published there under
+    /// <see cref="ProbeBlackboard.TopEigenvector"/> with its step (this probe owns it until the next run or disposal).</summary>
+    public LanczosResult Run(ISymmetricOperator op, IObjective objective, long step = 0, IDictionary<string, object>? publishTo = null)
     {
         var p0 = objective.Parameters[0];
         var result = Lanczos.Run(op, options, warmStart ? _previous : null, seed, p0.dtype, p0.device);
@@ -34,9 +42,54 @@ internal sealed class LanczosProbe(LanczosOptions options, bool warmStart, long 
             _previous = result.Top[0].Vector.detach().clone().DetachFromDisposeScope();
         }
         if (publishTo is not null)
-            publishTo["top_eigenvector"] = result.Top[0].Vector.detach().clone().DetachFromDisposeScope();
+        {
+            var old = _published;
+            _published = result.Top[0].Vector.detach().clone().DetachFromDisposeScope();
+            publishTo[ProbeBlackboard.TopEigenvector] = _published;
+            publishTo[ProbeBlackboard.TopEigenvectorStep] = step;
+            old?.Dispose();
+        }
         return result;
     }
 
-    public void Dispose() => _previous?.Dispose();
+    public void Dispose()
+    {
+        _previous?.Dispose();
+        _published?.Dispose();
+    }
+}
+
+/// <summary>Metric names and values of one Lanczos spectrum measurement under a prefix.</summary>
+internal static class SpectrumMetrics
+{
+    public static IEnumerable<MetricSpec> For(string prefix, string op, LanczosOptions o)
+    {
+        yield return new(prefix, $"largest algebraic eigenvalue λ1 of {op}");
+        for (int k = 2; k <= o.TopK; k++) yield return new($"{prefix}_top{k}", $"λ{k} of {op} (k-th largest algebraic)");
+        if (o.Smallest)
+        {
+            yield return new($"{prefix}_min", $"smallest algebraic eigenvalue λ_min of {op} (negative = saddle direction)");
+            yield return new($"{prefix}_min_residual", "Lanczos residual ‖Av − λv‖ of the λ_min pair");
+        }
+        yield return new($"{prefix}_residual", "Lanczos residual ‖Av − λv‖ of the top pair");
+        yield return new($"{prefix}_iterations", "Lanczos iterations (= operator products = Hessian-vector products)");
+        yield return new($"{prefix}_converged", "1 when every wanted pair met the tolerance, else 0");
+    }
+
+    public static void Write(IDictionary<string, double> m, string prefix, LanczosResult r)
+    {
+        m[prefix] = r.Top[0].Value;
+        for (int k = 1; k < r.Top.Count; k++) m[$"{prefix}_top{k + 1}"] = r.Top[k].Value;
+        if (r.Bottom is { } b)
+        {
+            m[$"{prefix}_min"] = b.Value;
+            m[$"{prefix}_min_residual"] = b.Residual;
+        }
+        m[$"{prefix}_residual"] = r.Top[0].Residual;
+        m[$"{prefix}_iterations"] = r.Iterations;
+        m[$"{prefix}_converged"] = r.Converged ? 1 : 0;
+    }
+
+    public static SpectrumEstimate Estimate(long step, LanczosResult r) =>
+        new(step, r.Top.Select(p => p.Value).ToArray(), r.Bottom?.Value, r.Top[0].Residual, r.Converged);
 }

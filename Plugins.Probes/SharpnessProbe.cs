@@ -6,43 +6,46 @@ using static TorchSharp.torch;
 namespace Harness.Plugins.Probes;
 
 /// <summary>Sharpness λ1(H): the largest algebraic eigenvalue of the probe-set Hessian, by Lanczos on
-/// Hessian-vector products with full reorthogonalisation, warm-started from the previous top vector.
-/// Also the edge ratio λ1(H)/threshold when the optimizer is not preconditioned.</summary>
+/// Hessian-vector products with full reorthogonalisation, warm-started from the previous top vector; optionally the
+/// top-k and λ_min(H). For an unpreconditioned optimizer also the edge ratio λ1(H)/threshold and its upward
+/// crossings of 1. Publishes the top eigenvector and the spectrum on the blackboard.</summary>
 public sealed class SharpnessProbePlugin : IProbePlugin
 {
     public string Name => "sharpness";
-    public string Description => "λ1(H) by Lanczos (warm start, full reorthogonalisation) and λ1/threshold.";
-    public IReadOnlyList<HyperparameterSpec> Hyperparameters { get; } = LanczosProbe.Schema;
+    public string Description => "λ1(H) (and top-k, λ_min) by Lanczos (warm start, full reorthogonalisation); λ1/threshold and its upward crossings.";
+    public IReadOnlyList<HyperparameterSpec> Hyperparameters { get; } = LanczosProbe.Schema();
 
     public IReadOnlyList<MetricSpec> MetricsFor(HyperparameterValues hp) =>
     [
-        new("sharpness", "largest algebraic eigenvalue λ1 of the probe-set Hessian"),
-        new("sharpness_residual", "Lanczos residual ‖Hv − λv‖ of the top pair"),
-        new("sharpness_iterations", "Lanczos iterations (= Hessian-vector products) used"),
-        new("edge_ratio", "λ1(H) / stability threshold (null for preconditioned optimizers: see precond_edge_ratio)"),
+        .. SpectrumMetrics.For("sharpness", "the probe-set Hessian H", LanczosProbe.Options(hp)),
+        new("edge_ratio", "λ1(H) / stability threshold (only for optimizers without a preconditioner: see precond_edge_ratio)"),
+        new("edge_crossing", "1 when edge_ratio crossed 1 upwards since the previous measurement, else 0 (an event for bursts)"),
     ];
 
-    public IProbe Create(HyperparameterValues hp) => new SharpnessProbe(LanczosProbe.Options(hp), hp.Boolean("warm_start"), hp.Integer("seed"));
+    public IProbe Create(HyperparameterValues hp) => new SharpnessProbe(LanczosProbe.Create(hp));
 }
 
-public sealed class SharpnessProbe(LanczosOptions options, bool warmStart, long seed) : IProbe
+public sealed class SharpnessProbe : IProbe
 {
-    private readonly LanczosProbe _lanczos = new(options, warmStart, seed);
+    private readonly LanczosProbe _lanczos;
+    private readonly CrossingDetector _crossing = new();
+
+    internal SharpnessProbe(LanczosProbe lanczos) => _lanczos = lanczos;
 
     public IReadOnlyDictionary<string, double> Measure(ProbeContext ctx)
     {
         using var scope = NewDisposeScope();
         using var hessian = ctx.Objective.Hessian();
-        var result = _lanczos.Run(hessian, ctx.Objective, ctx.Shared);
-        var top = result.Top[0];
-        var metrics = new Dictionary<string, double>
-        {
-            ["sharpness"] = top.Value,
-            ["sharpness_residual"] = top.Residual,
-            ["sharpness_iterations"] = result.Iterations,
-        };
+        var result = _lanczos.Run(hessian, ctx.Objective, ctx.Step, ctx.Shared);
+        ctx.Shared[ProbeBlackboard.HessianSpectrum] = SpectrumMetrics.Estimate(ctx.Step, result);
+        var metrics = new Dictionary<string, double>();
+        SpectrumMetrics.Write(metrics, "sharpness", result);
         if (ctx.Optimizer.Preconditioner is null)
-            metrics["edge_ratio"] = top.Value / ctx.Optimizer.StabilityThreshold;
+        {
+            double ratio = result.Top[0].Value / ctx.Optimizer.StabilityThreshold;
+            metrics["edge_ratio"] = ratio;
+            metrics["edge_crossing"] = _crossing.Observe(ratio);
+        }
         return metrics;
     }
 

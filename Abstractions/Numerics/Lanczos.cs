@@ -8,7 +8,12 @@ namespace Harness.Abstractions.Numerics;
 /// <param name="RelativeTolerance">Stop when the residual of every wanted Ritz pair is below this times |λ|.</param>
 /// <param name="TopK">How many of the largest algebraic eigenvalues must converge.</param>
 /// <param name="Smallest">Also require the smallest algebraic eigenvalue to converge.</param>
-public sealed record LanczosOptions(int MaxIterations = 30, double RelativeTolerance = 1e-3, int TopK = 1, bool Smallest = false);
+public sealed record LanczosOptions(int MaxIterations = 30, double RelativeTolerance = 1e-3, int TopK = 1, bool Smallest = false)
+{
+    /// <summary>When true, the smallest pair converges once its residual is below RelativeTolerance·max(|λ_min|, |λ1|)
+    /// (the operator's scale) rather than ·|λ_min|, which a λ_min near 0 never meets before MaxIterations.</summary>
+    public bool SmallestRelativeToScale { get; init; }
+}
 
 /// <summary>An eigenpair estimate: Ritz value, unit Ritz vector, and residual ‖Av − λv‖ (from the Lanczos
 /// recurrence, |β_j s_j|, which equals the true residual in exact arithmetic under full reorthogonalisation).</summary>
@@ -45,10 +50,13 @@ public static class Lanczos
             q = randn(n, dtype: dtype, device: device, generator: gen);
         }
         q = q.div(NormOf(q));
-        var basis = new List<Tensor> { q };
+        // The Lanczos vectors are the rows of one matrix (capacity doubled as needed), so that reorthogonalising
+        // against all of them is two matrix-vector products rather than 4j vector operations: the per-iteration
+        // overhead stays a handful of tensor operations however many vectors there are.
+        var basis = empty(Math.Min(8, maxIter), n, dtype: dtype, device: q.device);
+        basis[0].copy_(q);
         var alphas = new List<double>();
         var betas = new List<double>();
-        Tensor? prev = null;
         double prevBeta = 0;
         double[] evals = [];
         Tensor evecs = empty(0);
@@ -58,34 +66,46 @@ public static class Lanczos
         for (int j = 0; j < maxIter; j++)
         {
             iterations = j + 1;
-            var w = op.Multiply(basis[j]).to(dtype);
-            double alpha = ParameterVectors.Dot(basis[j], w);
+            var qj = basis[j];
+            var w = op.Multiply(qj).to(dtype);
+            double alpha = ParameterVectors.Dot(qj, w);
             alphas.Add(alpha);
-            w = w - alpha * basis[j];
-            if (prev is not null) w = w - prevBeta * prev;
-            Reorthogonalise(w, basis);
-            Reorthogonalise(w, basis);
+            w = w - alpha * qj;
+            if (j > 0) w = w - prevBeta * basis[j - 1];
+            var known = basis.narrow(0, 0, j + 1);
+            Reorthogonalise(ref w, known);
+            Reorthogonalise(ref w, known);
             double beta = NormOf(w);
 
             (evals, evecs) = TridiagonalEigen(alphas, betas);
             int m = evals.Length;
             bool invariant = beta <= 1e-12 * Math.Max(1.0, Math.Abs(evals[m - 1]));
-            converged = invariant || Wanted(options, m).All(i => beta * Math.Abs(evecs[m - 1, i].ToDouble())
-                                         <= options.RelativeTolerance * Math.Max(Math.Abs(evals[i]), 1e-30));
+            double scale = Math.Max(Math.Abs(evals[0]), Math.Abs(evals[m - 1]));
+            var last = evecs[m - 1].data<double>().ToArray();
+            converged = invariant || Wanted(options, m).All(i => beta * Math.Abs(last[i])
+                                         <= options.RelativeTolerance * Math.Max(
+                                             i == 0 && options.SmallestRelativeToScale ? scale : Math.Abs(evals[i]), 1e-30));
             if (converged || j == maxIter - 1)
             {
+                var vectors = basis.narrow(0, 0, m);
                 var top = new List<RitzPair>();
                 for (int k = 0; k < Math.Min(options.TopK, m); k++)
-                    top.Add(Pair(m - 1 - k, evals, evecs, basis, invariant ? 0 : beta));
-                var bottom = options.Smallest ? Pair(0, evals, evecs, basis, invariant ? 0 : beta) : null;
+                    top.Add(Pair(m - 1 - k, evals, evecs, vectors, invariant ? 0 : beta));
+                var bottom = options.Smallest ? Pair(0, evals, evecs, vectors, invariant ? 0 : beta) : null;
                 foreach (var p in top) p.Vector.MoveToOuterDisposeScope();
                 bottom?.Vector.MoveToOuterDisposeScope();
                 return new LanczosResult(top, bottom, iterations, converged);
             }
             betas.Add(beta);
-            prev = basis[j];
             prevBeta = beta;
-            basis.Add(w / beta);
+            if (j + 1 == basis.shape[0])
+            {
+                var grown = empty(Math.Min(2 * basis.shape[0], maxIter), n, dtype: dtype, device: basis.device);
+                grown.narrow(0, 0, j + 1).copy_(basis);
+                basis.Dispose();
+                basis = grown;
+            }
+            basis[j + 1].copy_(w / beta);
         }
         throw new InvalidOperationException("unreachable: Lanczos loop exited without a result");
     }
@@ -96,22 +116,17 @@ public static class Lanczos
         if (o.Smallest) yield return 0;
     }
 
-    private static RitzPair Pair(int i, double[] evals, Tensor evecs, List<Tensor> basis, double beta)
+    private static RitzPair Pair(int i, double[] evals, Tensor evecs, Tensor vectors, double beta)
     {
         int m = evals.Length;
         var s = evecs[.., i];
-        var dtype = basis[0].dtype;
-        Tensor v = zeros_like(basis[0]);
-        for (int k = 0; k < m; k++) v = v + s[k].ToDouble() * basis[k];
+        var v = s.to(vectors.dtype).matmul(vectors);
         v = v / NormOf(v);
-        return new RitzPair(evals[i], v.to(dtype), beta * Math.Abs(s[m - 1].ToDouble()));
+        return new RitzPair(evals[i], v, beta * Math.Abs(s[m - 1].ToDouble()));
     }
 
-    private static void Reorthogonalise(Tensor w, List<Tensor> basis)
-    {
-        foreach (var b in basis)
-            w.sub_(b * ParameterVectors.Dot(b, w));
-    }
+    /// <summary>One pass of classical Gram–Schmidt against the rows of <paramref name="basis"/>: w ← w − Qᵀ(Q w).</summary>
+    private static void Reorthogonalise(ref Tensor w, Tensor basis) => w = w - basis.T.mv(basis.mv(w));
 
     private static double NormOf(Tensor v)
     {
@@ -123,13 +138,13 @@ public static class Lanczos
     private static (double[] values, Tensor vectors) TridiagonalEigen(List<double> alphas, List<double> betas)
     {
         int m = alphas.Count;
-        var t = zeros(m, m, dtype: ScalarType.Float64);
+        var t = new double[m * m];
         for (int i = 0; i < m; i++)
         {
-            t[i, i] = alphas[i];
-            if (i + 1 < m) { t[i, i + 1] = betas[i]; t[i + 1, i] = betas[i]; }
+            t[i * m + i] = alphas[i];
+            if (i + 1 < m) { t[i * m + i + 1] = betas[i]; t[(i + 1) * m + i] = betas[i]; }
         }
-        var (l, v) = linalg.eigh(t);
+        var (l, v) = linalg.eigh(tensor(t, dtype: ScalarType.Float64).reshape(m, m));
         return (l.data<double>().ToArray(), v);
     }
 }

@@ -198,7 +198,7 @@ public sealed partial class MatrixParser(PluginCatalog plugins)
             Error(node ?? root, "training", "required: a mapping with at least 'steps'");
             return new TrainingSpec(1, null, null, 1e3);
         }
-        CheckKeys(m, "training", "steps", "batch_size", "target_loss", "divergence_factor");
+        CheckKeys(m, "training", "steps", "batch_size", "target_loss", "divergence_factor", "probe_budget");
         long steps = Number(m, "steps", "training.steps", required: true, min: 1, integer: true) is { } s ? (long)s : 1;
         int? batch = null;
         if (Get(m, "batch_size") is { } b)
@@ -208,7 +208,13 @@ public sealed partial class MatrixParser(PluginCatalog plugins)
         }
         double? target = Number(m, "target_loss", "training.target_loss", min: 0);
         double divergence = Number(m, "divergence_factor", "training.divergence_factor", min: 1) ?? 1e3;
-        return new TrainingSpec(steps, batch, target, divergence);
+        double? budget = Number(m, "probe_budget", "training.probe_budget", min: 0);
+        if (budget is { } pb && !(pb > 0 && pb < 1))
+        {
+            Error(Get(m, "probe_budget")!, "training.probe_budget", "must be a fraction of wall time strictly between 0 and 1");
+            budget = null;
+        }
+        return new TrainingSpec(steps, batch, target, divergence) { ProbeBudget = budget };
     }
 
     private (int, long) ProbeSet(YamlMappingNode root)
@@ -226,7 +232,9 @@ public sealed partial class MatrixParser(PluginCatalog plugins)
     {
         var result = new List<ProbeSpec>();
         // Metric names become trace columns and gauges: unique across probes and distinct from the fixed columns.
-        var columnOwner = Harness.Host.Training.RunExecutor.FixedColumns.ToDictionary(c => c, _ => "the trace's fixed columns", StringComparer.Ordinal);
+        var columnOwner = Harness.Host.Training.RunExecutor.FixedColumns
+            .Concat(Harness.Host.Training.RunExecutor.ProbeCostColumns(["x"]).Where(c => !c.StartsWith("probe_x_", StringComparison.Ordinal)))
+            .ToDictionary(c => c, _ => "the trace's fixed columns", StringComparer.Ordinal);
         var node = Get(root, "probes");
         if (node is null) return result;
         if (node is not YamlSequenceNode seq) { Error(node, "probes", "must be a list of probes"); return result; }
@@ -234,7 +242,7 @@ public sealed partial class MatrixParser(PluginCatalog plugins)
         {
             string path = $"probes[{i}]";
             if (seq.Children[i] is not YamlMappingNode m) { Error(seq.Children[i], path, "must be a mapping with 'name', 'every' and optional 'hyperparameters'"); continue; }
-            CheckKeys(m, path, "name", "every", "hyperparameters");
+            CheckKeys(m, path, "name", "every", "hyperparameters", "windows", "bursts");
             var name = Str(m, "name", path + ".name", required: true);
             int every = (int)(Number(m, "every", path + ".every", min: 1, integer: true) ?? 1);
             if (name is null) continue;
@@ -264,15 +272,72 @@ public sealed partial class MatrixParser(PluginCatalog plugins)
             IReadOnlyList<MetricSpec> metrics;
             try { metrics = probe.Plugin.MetricsFor(new HyperparameterValues(probe.Plugin.Hyperparameters, values)); }
             catch (Exception e) { Error(Get(m, "name")!, path + ".name", $"probe '{name}' cannot declare its metrics: {e.Message}"); continue; }
-            foreach (var metric in metrics.Select(x => x.Name).Concat([$"probe_{name}_seconds", $"probe_{name}_hvps"]))
+            foreach (var metric in metrics.Select(x => x.Name).Concat(Harness.Host.Training.RunExecutor.ProbeCostColumns([name]).Where(c => c.StartsWith($"probe_{name}_", StringComparison.Ordinal))))
             {
                 if (columnOwner.TryGetValue(metric, out var owner))
                     Error(Get(m, "name")!, path + ".name", $"probe '{name}' emits metric '{metric}', already used by {owner}");
                 else columnOwner[metric] = $"probe '{name}'";
             }
-            result.Add(new ProbeSpec(name, every, values, Loc(m)));
+            var windows = Get(m, "windows") is { } wn ? Windows(wn, path + ".windows") : [];
+            var burst = Get(m, "bursts") is { } bn ? Burst(bn, path + ".bursts") : null;
+            result.Add(new ProbeSpec(name, every, values, Loc(m)) { Windows = windows, Burst = burst });
         }
         return result;
+    }
+
+    /// <summary>windows: a list of { from, to, every? } (dense for from ≤ step &lt; to) or [from, to] pairs.</summary>
+    private List<Harness.Host.Training.ProbeWindow> Windows(YamlNode node, string path)
+    {
+        var result = new List<Harness.Host.Training.ProbeWindow>();
+        if (node is not YamlSequenceNode seq) { Error(node, path, "must be a list of { from, to, every } windows"); return result; }
+        for (int i = 0; i < seq.Children.Count; i++)
+        {
+            string wp = $"{path}[{i}]";
+            var item = seq.Children[i];
+            long? from = null, to = null;
+            long every = 1;
+            if (item is YamlMappingNode wm)
+            {
+                CheckKeys(wm, wp, "from", "to", "every");
+                from = (long?)Number(wm, "from", wp + ".from", required: true, min: 0, integer: true);
+                to = (long?)Number(wm, "to", wp + ".to", required: true, min: 1, integer: true);
+                every = (long)(Number(wm, "every", wp + ".every", min: 1, integer: true) ?? 1);
+            }
+            else if (item is YamlSequenceNode { Children.Count: 2 } pair
+                     && Scalar(pair.Children[0], wp) is long f && Scalar(pair.Children[1], wp) is long tt)
+            {
+                from = f; to = tt;
+            }
+            else { Error(item, wp, "a window is { from: <step>, to: <step>, every: <k> } or [from, to]"); continue; }
+            if (from is not { } a || to is not { } b) continue;
+            if (a < 0 || b <= a) { Error(item, wp, $"window [{a}, {b}) is empty: need 0 <= from < to"); continue; }
+            result.Add(new Harness.Host.Training.ProbeWindow(a, b, (int)every));
+        }
+        return result;
+    }
+
+    /// <summary>bursts: { steps, on: [crossing, loss_spike], loss_spike_factor }.</summary>
+    private Harness.Host.Training.ProbeBurst? Burst(YamlNode node, string path)
+    {
+        if (node is not YamlMappingNode m) { Error(node, path, "must be a mapping { steps, on, loss_spike_factor }"); return null; }
+        CheckKeys(m, path, "steps", "on", "loss_spike_factor");
+        int steps = (int)(Number(m, "steps", path + ".steps", required: true, min: 1, integer: true) ?? 1);
+        double factor = Number(m, "loss_spike_factor", path + ".loss_spike_factor", min: 1) ?? 2.0;
+        bool crossing = true, spike = true;
+        if (Get(m, "on") is { } on)
+        {
+            crossing = spike = false;
+            var items = on is YamlSequenceNode os ? os.Children.ToList() : [on];
+            if (items.Count == 0) Error(on, path + ".on", "an empty list of events never triggers a burst");
+            foreach (var item in items)
+                switch (item is YamlScalarNode sc ? sc.Value : null)
+                {
+                    case "crossing": crossing = true; break;
+                    case "loss_spike": spike = true; break;
+                    default: Error(item, path + ".on", "events are 'crossing' and 'loss_spike'"); break;
+                }
+        }
+        return new Harness.Host.Training.ProbeBurst(steps, crossing, spike, factor);
     }
 
     // ---- small helpers ----

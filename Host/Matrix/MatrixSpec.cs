@@ -23,14 +23,25 @@ public sealed class MatrixValidationException(IReadOnlyList<MatrixError> errors)
 public sealed record ComponentSpec(string Name, IReadOnlyList<KeyValuePair<string, IReadOnlyList<object>>> Grid, SourceLocation Location,
     Training.LearningRateSchedule? Schedule = null);
 
-public sealed record ProbeSpec(string Name, int Every, IReadOnlyDictionary<string, object> Hyperparameters, SourceLocation Location);
+public sealed record ProbeSpec(string Name, int Every, IReadOnlyDictionary<string, object> Hyperparameters, SourceLocation Location)
+{
+    /// <summary>Dense windows (every step, or their own every, for from ≤ t &lt; to).</summary>
+    public IReadOnlyList<Training.ProbeWindow> Windows { get; init; } = [];
+    /// <summary>Event-triggered bursts, or null.</summary>
+    public Training.ProbeBurst? Burst { get; init; }
+}
 
 /// <summary>Training loop settings shared by every cell of the matrix.</summary>
 /// <param name="Steps">Optimizer steps per run.</param>
 /// <param name="BatchSize">Examples per step; null = full batch.</param>
 /// <param name="TargetLoss">Stop (status completed) when the training loss falls to this value.</param>
 /// <param name="DivergenceFactor">Stop (status diverged) when the loss exceeds this factor times the initial loss.</param>
-public sealed record TrainingSpec(long Steps, int? BatchSize, double? TargetLoss, double DivergenceFactor);
+public sealed record TrainingSpec(long Steps, int? BatchSize, double? TargetLoss, double DivergenceFactor)
+{
+    /// <summary>Largest fraction of wall time the probes may take (0 &lt; b &lt; 1); the scheduler stretches probe
+    /// intervals to stay within it. Null = no budget.</summary>
+    public double? ProbeBudget { get; init; }
+}
 
 /// <summary>A parsed, validated matrix file.</summary>
 public sealed record MatrixSpec(

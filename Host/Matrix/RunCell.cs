@@ -38,19 +38,38 @@ public sealed record RunCell(
         ["data_seed"] = DataSeed,
         ["device"] = Matrix.Device,
         ["dtype"] = Matrix.DType,
-        ["training"] = new JsonObject
+        ["training"] = TrainingJson(),
+        ["probe_set"] = new JsonObject { ["size"] = Matrix.ProbeSetSize, ["seed"] = Matrix.ProbeSetSeed },
+        ["probes"] = new JsonArray(Matrix.Probes.OrderBy(p => p.Name, StringComparer.Ordinal).Select(p => (JsonNode)ProbeJson(p)).ToArray()),
+    };
+
+    private JsonObject TrainingJson()
+    {
+        var o = new JsonObject
         {
             ["steps"] = Matrix.Training.Steps,
             ["batch_size"] = Matrix.Training.BatchSize is { } b ? b : "full",
             ["target_loss"] = Matrix.Training.TargetLoss,
             ["divergence_factor"] = Matrix.Training.DivergenceFactor,
-        },
-        ["probe_set"] = new JsonObject { ["size"] = Matrix.ProbeSetSize, ["seed"] = Matrix.ProbeSetSeed },
-        ["probes"] = new JsonArray(Matrix.Probes.OrderBy(p => p.Name, StringComparer.Ordinal).Select(p => (JsonNode)new JsonObject
-        {
-            ["name"] = p.Name, ["every"] = p.Every, ["hyperparameters"] = Sorted(p.Hyperparameters),
-        }).ToArray()),
-    };
+        };
+        if (Matrix.Training.ProbeBudget is { } budget) o["probe_budget"] = budget;
+        return o;
+    }
+
+    /// <summary>A probe's configuration; windows, bursts and the budget appear only when set, so the ids of runs
+    /// without them stay what they were.</summary>
+    private static JsonObject ProbeJson(ProbeSpec p)
+    {
+        var o = new JsonObject { ["name"] = p.Name, ["every"] = p.Every, ["hyperparameters"] = Sorted(p.Hyperparameters) };
+        if (p.Windows.Count > 0)
+            o["windows"] = new JsonArray(p.Windows.Select(w => (JsonNode)new JsonObject { ["from"] = w.From, ["to"] = w.To, ["every"] = w.Every }).ToArray());
+        if (p.Burst is { } b)
+            o["bursts"] = new JsonObject
+            {
+                ["steps"] = b.Steps, ["on_crossing"] = b.OnCrossing, ["on_loss_spike"] = b.OnLossSpike, ["loss_spike_factor"] = b.LossSpikeFactor,
+            };
+        return o;
+    }
 
     /// <summary>Stable id: optimizer name plus the first 12 hex digits of SHA-256 of the canonical configuration.
     /// Re-running a matrix finds finished runs by this id and skips them.</summary>

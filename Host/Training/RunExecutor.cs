@@ -74,15 +74,16 @@ public sealed class RunExecutor(PluginCatalog plugins, HarnessMetrics metrics, I
             {
                 var plugin = plugins.Probes[p.Name].Plugin;
                 var values = new HyperparameterValues(plugin.Hyperparameters, p.Hyperparameters);
-                return (spec: p, metrics: plugin.MetricsFor(values), probe: plugin.Create(values));
+                return (spec: p, metrics: plugin.MetricsFor(values, model.Parameters), probe: plugin.Create(values));
             }).ToList();
             try
             {
+                var costColumns = ProbeCostColumns(probes.Select(p => p.spec.Name)).ToList();
                 var columns = FixedColumns
                     .Concat(probes.SelectMany(p => p.metrics.Select(m => m.Name)))
-                    .Concat(probes.SelectMany(p => new[] { $"probe_{p.spec.Name}_seconds", $"probe_{p.spec.Name}_hvps" }))
+                    .Concat(costColumns)
                     .ToList();
-                gauges = metrics.StartRun(cell, probes.SelectMany(p => p.metrics.Select(m => m.Name)));
+                gauges = metrics.StartRun(cell, probes.SelectMany(p => p.metrics.Where(m => !m.TraceOnly).Select(m => m.Name)).Concat(costColumns));
                 using var trace = new TraceWriter(tracePath, columns);
                 Train(cell, model, optimizer, probes, trace, columns, manifest, manifestPath, gauges, progress, clock, ct);
             }
@@ -110,6 +111,26 @@ public sealed class RunExecutor(PluginCatalog plugins, HarnessMetrics metrics, I
         return manifest;
     }
 
+    /// <summary>Per probe: seconds, Hessian-vector products, gradient evaluations of its measurement and the interval
+    /// the scheduler held it to; per run: the probe share of wall time so far, the stretch, and events
+    /// (1 upward crossing, 2 loss spike, 3 both). Written to the trace and exported as gauges.</summary>
+    public static IEnumerable<string> ProbeCostColumns(IEnumerable<string> probeNames)
+    {
+        bool any = false;
+        foreach (var name in probeNames)
+        {
+            any = true;
+            yield return $"probe_{name}_seconds";
+            yield return $"probe_{name}_hvps";
+            yield return $"probe_{name}_grad_evals";
+            yield return $"probe_{name}_interval";
+        }
+        if (!any) yield break;
+        yield return "probe_time_fraction";
+        yield return "probe_stretch";
+        yield return "probe_event";
+    }
+
     private void Train(RunCell cell, IModel model, IOptimizer optimizer,
         List<(ProbeSpec spec, IReadOnlyList<MetricSpec> metrics, IProbe probe)> probes, TraceWriter trace,
         IReadOnlyList<string> columns, RunManifest manifest, string manifestPath, RunGauges gauges, IRunProgress progress,
@@ -117,6 +138,7 @@ public sealed class RunExecutor(PluginCatalog plugins, HarnessMetrics metrics, I
     {
         var spec = cell.Matrix;
         var index = columns.Select((c, i) => (c, i)).ToDictionary(x => x.c, x => x.i);
+        var traceOnly = probes.SelectMany(p => p.metrics.Where(m => m.TraceOnly).Select(m => m.Name)).ToHashSet(StringComparer.Ordinal);
         var probeSet = ProbeSet(model.Train, spec.ProbeSetSize, spec.ProbeSetSeed);
         var batches = new BatchSampler(model.Train, spec.Training.BatchSize, cell.DataSeed);
         double? initialLoss = null;
@@ -124,8 +146,11 @@ public sealed class RunExecutor(PluginCatalog plugins, HarnessMetrics metrics, I
         var schedule = cell.EffectiveSchedule;
         double baseLr = optimizer.LearningRate;
         var initial = model.Parameters.Select(p => p.Tensor.detach().clone().DetachFromDisposeScope()).ToList();
-        List<Tensor>? previousUpdate = null;
+        List<Tensor>? previousUpdate = null, updateBeforePrevious = null;
         var shared = new Dictionary<string, object>(StringComparer.Ordinal);
+        var scheduler = new ProbeScheduler(probes.Select(p => new ProbeSchedule(p.spec.Name, p.spec.Every, p.spec.Windows, p.spec.Burst)).ToList(),
+            spec.Training.ProbeBudget);
+        double iterationMark = clock.Elapsed.TotalSeconds;
         try
         {
         // Status stays "running" in every periodic save; only the end of the loop decides it.
@@ -141,28 +166,40 @@ public sealed class RunExecutor(PluginCatalog plugins, HarnessMetrics metrics, I
             using var scope = NewDisposeScope();
             var row = new double?[columns.Count];
             var probeValues = new Dictionary<string, double>();
-            foreach (var (ps, _, probe) in probes)
+            foreach (int pi in scheduler.Due(t, last))
             {
-                if (!last && t % ps.Every != 0) continue;
+                var (ps, _, probe) = probes[pi];
                 var objective = new TorchObjective(model, probeSet);
                 var watch = Stopwatch.StartNew();
                 IReadOnlyDictionary<string, double> values;
-                try { values = probe.Measure(new ProbeContext(objective, optimizer, model, t, initial, previousUpdate, shared)); }
+                try
+                {
+                    values = probe.Measure(new ProbeContext(objective, optimizer, model, t, initial, previousUpdate, shared)
+                        { UpdateBeforePrevious = updateBeforePrevious });
+                }
                 catch (Exception e) when (e is not OperationCanceledException)
                 {
                     logger.LogWarning("run {Run}: probe {Probe} failed at step {Step}: {Message}", cell.RunId, ps.Name, t, e.Message);
                     values = new Dictionary<string, double>();
                 }
                 double seconds = watch.Elapsed.TotalSeconds;
-                row[index[$"probe_{ps.Name}_seconds"]] = seconds;
-                row[index[$"probe_{ps.Name}_hvps"]] = objective.HessianProducts;
+                scheduler.Measured(pi, t, seconds, values);
+                foreach (var (column, value) in new[]
+                         {
+                             ($"probe_{ps.Name}_seconds", seconds), ($"probe_{ps.Name}_hvps", (double)objective.HessianProducts),
+                             ($"probe_{ps.Name}_grad_evals", (double)objective.GradientEvaluations), ($"probe_{ps.Name}_interval", (double)scheduler.Interval(pi, t)),
+                         })
+                {
+                    row[index[column]] = value;
+                    gauges.Probe[column] = value;
+                }
                 metrics.RecordProbe(gauges, ps.Name, seconds);
                 foreach (var (name, value) in values)
                 {
                     if (!index.TryGetValue(name, out int col)) continue;
                     row[col] = value;
                     probeValues[name] = value;
-                    gauges.Probe[name] = value;
+                    if (!traceOnly.Contains(name)) gauges.Probe[name] = value;
                 }
             }
 
@@ -175,7 +212,8 @@ public sealed class RunExecutor(PluginCatalog plugins, HarnessMetrics metrics, I
             {
                 var before = model.Parameters.Select(p => p.Tensor.detach().clone()).ToList();
                 optimizer.Step(stepObjective);
-                foreach (var u in previousUpdate ?? []) u.Dispose();
+                foreach (var u in updateBeforePrevious ?? []) u.Dispose();
+                updateBeforePrevious = previousUpdate;
                 previousUpdate = model.Parameters.Select((p, i) => (p.Tensor.detach() - before[i]).DetachFromDisposeScope()).ToList();
             }
             double stepSeconds = stepWatch.Elapsed.TotalSeconds;
@@ -186,6 +224,16 @@ public sealed class RunExecutor(PluginCatalog plugins, HarnessMetrics metrics, I
             row[index["train_loss"]] = eval.Loss;
             row[index["grad_norm"]] = gradNorm;
             row[index["step_seconds"]] = last ? null : stepSeconds;
+            if (probes.Count > 0)
+            {
+                double now = clock.Elapsed.TotalSeconds;
+                var events = scheduler.StepEnded(t, now - iterationMark, eval.Loss);
+                iterationMark = now;
+                row[index["probe_time_fraction"]] = gauges.Probe["probe_time_fraction"] = scheduler.Fraction;
+                row[index["probe_stretch"]] = gauges.Probe["probe_stretch"] = scheduler.Stretch;
+                gauges.Probe["probe_event"] = (double)events;
+                if (events != ProbeEvents.None) row[index["probe_event"]] = (double)events;
+            }
             trace.Append(t, row);
             for (int c = 0; c < columns.Count; c++)
                 if (row[c] is { } v && double.IsFinite(v)) manifest.Final[columns[c]] = v;
@@ -227,6 +275,7 @@ public sealed class RunExecutor(PluginCatalog plugins, HarnessMetrics metrics, I
         {
             foreach (var x in initial) x.Dispose();
             foreach (var u in previousUpdate ?? []) u.Dispose();
+            foreach (var u in updateBeforePrevious ?? []) u.Dispose();
         }
     }
 
