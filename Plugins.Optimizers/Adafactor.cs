@@ -43,8 +43,8 @@ public sealed class Adafactor(IReadOnlyList<Tensor> parameters, HyperparameterVa
     protected override long[] BufferShape(string name, int index)
     {
         var shape = Params[index].shape.ToArray();
-        if (name == "row_var") shape[^1] = 1;
-        else if (name == "col_var") shape[^2] = 1;
+        if (shape.Length >= 2 && name == "row_var") shape[^1] = 1;
+        else if (shape.Length >= 2 && name == "col_var") shape[^2] = 1;
         return shape;
     }
 

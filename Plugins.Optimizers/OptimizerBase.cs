@@ -113,8 +113,9 @@ public abstract class OptimizerBase : IOptimizer
                 throw new ArgumentException($"state buffer '{name}' has {arrays.Length} tensors, the optimizer {Params.Count}");
             for (int i = 0; i < arrays.Length; i++)
             {
-                long n = BufferShape(name, i).Aggregate(1L, (a, b) => a * b);
-                if (arrays[i] is { } a && a.Length != n)
+                if (arrays[i] is not { } a) continue;
+                long n = BufferShape(name, i).Aggregate(1L, (x, y) => x * y);
+                if (a.Length != n)
                     throw new ArgumentException($"state buffer '{name}'[{i}] has {a.Length} entries, expected {n}");
             }
         }
