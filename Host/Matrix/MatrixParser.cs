@@ -298,6 +298,8 @@ public sealed partial class MatrixParser(PluginCatalog plugins)
         }
         long step = (long)(Number(m, "step", path + ".step", required: true, min: 0, integer: true) ?? 0);
         CheckAcceptsPreconditioner(target, pluginName, m, path);
+        if (source is { } src && entries[src] is { } srcName && plugins.Optimizers.TryGetValue(srcName, out var srcPlugin) && !ReportsPreconditioner(srcPlugin.Plugin))
+            Error(srcNode, path + ".optimizer", $"optimizer '{srcName}' (entry {src}) reports no preconditioner to take");
         return source is null ? null : new PreconditionerSourceSpec(source, step, null, null);
     }
 
@@ -320,6 +322,17 @@ public sealed partial class MatrixParser(PluginCatalog plugins)
         {
             Error(node, path, $"optimizer '{name}' does not take an imported preconditioner ({e.Message.Split('\n')[0]}); use a precond_* optimizer");
         }
+    }
+
+    private static bool ReportsPreconditioner(IOptimizerPlugin plugin)
+    {
+        try
+        {
+            using var scope = TorchSharp.torch.NewDisposeScope();
+            using var opt = plugin.Create([TorchSharp.torch.zeros(1, dtype: TorchSharp.torch.ScalarType.Float64)], new HyperparameterValues(plugin.Hyperparameters));
+            return opt.Preconditioner is not null;
+        }
+        catch (Exception) { return true; } // not decidable here; the run reports it
     }
 
     private void CheckPreconditionerSources(YamlMappingNode root, List<ComponentSpec> optimizers, TrainingSpec training)

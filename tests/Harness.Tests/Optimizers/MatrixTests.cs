@@ -207,6 +207,9 @@ public sealed class MatrixTests
                 preconditioner_from: { optimizer: nadam, step: 5 }
               - name: precond_heavy_ball
                 preconditioner_from: { file: does-not-exist.json }
+              - name: gd
+              - name: precond_gd
+                preconditioner_from: { optimizer: 5, step: 5 }
             """), dir);
         string all = string.Join("\n", errors);
         StringAssert.Contains(all, "optimizers[0].preconditioner_from.optimizer: must refer to an earlier entry");
@@ -215,5 +218,7 @@ public sealed class MatrixTests
         StringAssert.Contains(all, "optimizers[3].preconditioner_from.optimizer: no optimizer entry named 'nadam'");
         StringAssert.Contains(all, "optimizers[4].preconditioner_from.file: state file");
         StringAssert.Contains(all, "training.save_state_at: step 20 is beyond training.steps (10)");
+        StringAssert.Contains(all, "optimizers[6].preconditioner_from.optimizer: optimizer 'gd' (entry 5) reports no preconditioner to take");
+        Assert.HasCount(7, errors, all);
     }
 }
