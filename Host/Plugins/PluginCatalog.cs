@@ -40,9 +40,15 @@ public sealed class PluginCatalog
 
     private PluginCatalog(string folder) => Folder = folder;
 
-    /// <summary>Loads every plugin of <paramref name="folder"/>, then applies the optimizer conformance gate
-    /// (<paramref name="conformance"/>, default from the environment: see <see cref="ConformancePolicy"/>).</summary>
-    public static PluginCatalog Load(string folder, ILogger? logger = null, ConformancePolicy? conformance = null)
+    public static PluginCatalog Load(string folder, ILogger? logger = null)
+    {
+        return Load(folder, logger, ConformancePolicy.FromEnvironment());
+    }
+
+    /// <summary>Loads every plugin of <paramref name="folder"/>, then applies the optimizer conformance gate with
+    /// <paramref name="conformance"/> (the two-argument overload takes it from the environment: see
+    /// <see cref="ConformancePolicy"/>).</summary>
+    public static PluginCatalog Load(string folder, ILogger? logger, ConformancePolicy conformance)
     {
         var catalog = new PluginCatalog(Path.GetFullPath(folder));
         if (!Directory.Exists(folder))
@@ -52,7 +58,7 @@ public sealed class PluginCatalog
         }
         foreach (var file in CandidateFiles(catalog.Folder))
             catalog.LoadFile(file, logger);
-        ConformanceCache.Apply(catalog, conformance ?? ConformancePolicy.FromEnvironment(), logger);
+        ConformanceCache.Apply(catalog, conformance, logger);
         return catalog;
     }
 
