@@ -34,7 +34,7 @@ public sealed class MatrixRunner(PluginCatalog plugins, HarnessMetrics metrics, 
         {
             if (ct.IsCancellationRequested) break;
             string runDir = Path.Combine(dir, cell.RunId);
-            if (RunManifest.TryLoad(Path.Combine(runDir, "manifest.json")) is { IsFinished: true } done)
+            if (RunManifest.TryLoad(Path.Combine(runDir, "manifest.json")) is { IsFinished: true } done && StatesPresent(cell, runDir, done))
             {
                 logger.LogInformation("run {Run} ({Label}) already {Status}: skipped", cell.RunId, cell.Label, done.Status.ToString().ToLowerInvariant());
                 results.Add(done);
@@ -48,4 +48,9 @@ public sealed class MatrixRunner(PluginCatalog plugins, HarnessMetrics metrics, 
         SummaryWriter.Write(dir);
         return new MatrixOutcome(dir, results, skipped);
     }
+
+    /// <summary>A finished run is only skipped when the optimizer states it must save (training.save_state_at, or for a
+    /// dependent cell's preconditioner_from) are there, or it ended before reaching them.</summary>
+    private static bool StatesPresent(RunCell cell, string runDir, RunManifest done) =>
+        (cell.SaveStateAt ?? []).All(s => s > done.StepsCompleted || File.Exists(Path.Combine(runDir, RunCell.StateFileName(s))));
 }

@@ -6,43 +6,70 @@ namespace Harness.Plugins.Optimizers;
 
 /// <summary>
 /// Shared plumbing of the built-in optimizers: parameters, step count, named state buffers per parameter
-/// tensor (detached from every dispose scope, exported/imported as float64), and disposal.
-/// Subclasses implement <see cref="Update"/> for one parameter tensor.
+/// tensor (detached from every dispose scope, exported/imported as float64), weight decay, and disposal.
+/// Subclasses implement <see cref="Update"/> for one parameter tensor and declare their buffers in
+/// <see cref="BufferNames"/> (an import that names any other buffer is refused, so a state file of another
+/// optimizer cannot be loaded by mistake).
 /// </summary>
 public abstract class OptimizerBase : IOptimizer
 {
     protected readonly IReadOnlyList<Tensor> Params;
     private readonly Dictionary<string, Tensor?[]> _buffers = new(StringComparer.Ordinal);
 
-    protected OptimizerBase(IReadOnlyList<Tensor> parameters, double learningRate)
+    protected OptimizerBase(IReadOnlyList<Tensor> parameters, double learningRate, double weightDecay = 0, bool decoupledWeightDecay = false)
     {
         Params = parameters;
         LearningRate = learningRate;
+        WeightDecay = weightDecay;
+        DecoupledWeightDecay = decoupledWeightDecay;
     }
 
     /// <summary>Completed steps t (the update in progress is step t+1).</summary>
     public long StepCount { get; private set; }
     public double LearningRate { get; set; }
+    /// <summary>Weight decay λ: L2 (g ← g + λθ) or decoupled (θ ← θ(1 − ηλ) before the update).</summary>
+    public double WeightDecay { get; }
+    public bool DecoupledWeightDecay { get; }
     public abstract MomentumKind Momentum { get; }
     public abstract double MomentumCoefficient { get; }
     public virtual IReadOnlyList<Tensor>? Preconditioner => null;
-    public double StabilityThreshold => Abstractions.StabilityThreshold.For(Momentum, LearningRate, MomentumCoefficient);
+    public virtual double StabilityThreshold => Abstractions.StabilityThreshold.For(Momentum, LearningRate, MomentumCoefficient);
+
+    /// <summary>Names of every state buffer this optimizer may create.</summary>
+    protected abstract IReadOnlyCollection<string> BufferNames { get; }
+
+    /// <summary>Shape of buffer <paramref name="name"/> of parameter <paramref name="index"/> (default: the parameter's).</summary>
+    protected virtual long[] BufferShape(string name, int index) => Params[index].shape;
 
     public StepResult Step(IObjective objective)
     {
         var eval = objective.Evaluate();
+        using (var scope = NewDisposeScope())
         using (no_grad())
         {
             long t = StepCount + 1;
+            BeginStep(t);
             for (int i = 0; i < Params.Count; i++)
-                Update(i, Params[i], eval.Gradient[i], t);
+            {
+                var grad = eval.Gradient[i];
+                if (WeightDecay != 0)
+                {
+                    if (DecoupledWeightDecay) Params[i].mul_(1 - LearningRate * WeightDecay);
+                    else grad = grad.add(Params[i], alpha: WeightDecay);
+                }
+                Update(i, Params[i], grad, t);
+            }
         }
         StepCount++;
         objective.Invalidate();
         return new StepResult(eval.Loss);
     }
 
-    /// <summary>Updates parameter <paramref name="index"/> in place (called under no_grad) at step t ≥ 1.</summary>
+    /// <summary>Called once per step before the per-tensor updates (for step-wide scalars).</summary>
+    protected virtual void BeginStep(long t) { }
+
+    /// <summary>Updates parameter <paramref name="index"/> in place (called under no_grad, inside a dispose scope)
+    /// at step t ≥ 1. <paramref name="grad"/> already includes L2 weight decay.</summary>
     protected abstract void Update(int index, Tensor param, Tensor grad, long t);
 
     /// <summary>The state buffer <paramref name="name"/> of parameter <paramref name="index"/>, created as zeros
@@ -51,46 +78,74 @@ public abstract class OptimizerBase : IOptimizer
     {
         if (!_buffers.TryGetValue(name, out var list))
             _buffers[name] = list = new Tensor?[Params.Count];
-        return list[index] ??= zeros_like(Params[index]).DetachFromDisposeScope();
+        return list[index] ??= zeros(BufferShape(name, index), dtype: Params[index].dtype, device: Params[index].device).DetachFromDisposeScope();
     }
 
     protected bool HasBuffer(string name, int index) =>
         _buffers.TryGetValue(name, out var list) && list[index] is not null;
 
+    /// <summary>Extra scalars a subclass keeps (exported next to "step" and "lr").</summary>
+    protected virtual void ExportScalars(Dictionary<string, double> scalars) { }
+    protected virtual void ImportScalars(IReadOnlyDictionary<string, double> scalars) { }
+
     public virtual OptimizerState ExportState()
     {
         var state = new OptimizerState { Scalars = { ["step"] = StepCount, ["lr"] = LearningRate } };
-        foreach (var (name, list) in _buffers)
-            state.Buffers[name] = list.Select(t => t is null ? null : t.to(ScalarType.Float64).cpu().data<double>().ToArray()).ToArray();
+        ExportScalars(state.Scalars);
+        foreach (var (name, list) in _buffers.OrderBy(kv => kv.Key, StringComparer.Ordinal))
+            state.Buffers[name] = list.Select(t => t is null ? null : ToDoubles(t)).ToArray();
         return state;
+    }
+
+    private static double[] ToDoubles(Tensor t)
+    {
+        using var d = t.detach().to(ScalarType.Float64).cpu().contiguous();
+        return d.data<double>().ToArray();
     }
 
     public virtual void ImportState(OptimizerState state)
     {
-        StepCount = (long)state.Scalars.GetValueOrDefault("step");
-        if (state.Scalars.TryGetValue("lr", out var lr)) LearningRate = lr;
-        foreach (var list in _buffers.Values) foreach (var t in list) t?.Dispose();
-        _buffers.Clear();
         foreach (var (name, arrays) in state.Buffers)
         {
+            if (!BufferNames.Contains(name))
+                throw new ArgumentException($"{GetType().Name} has no state buffer '{name}' (it has: {string.Join(", ", BufferNames)}); is this the state of another optimizer?");
             if (arrays.Length != Params.Count)
                 throw new ArgumentException($"state buffer '{name}' has {arrays.Length} tensors, the optimizer {Params.Count}");
+            for (int i = 0; i < arrays.Length; i++)
+            {
+                if (arrays[i] is not { } a) continue;
+                long n = BufferShape(name, i).Aggregate(1L, (x, y) => x * y);
+                if (a.Length != n)
+                    throw new ArgumentException($"state buffer '{name}'[{i}] has {a.Length} entries, expected {n}");
+            }
+        }
+        StepCount = (long)state.Scalars.GetValueOrDefault("step");
+        if (state.Scalars.TryGetValue("lr", out var lr)) LearningRate = lr;
+        ImportScalars(state.Scalars);
+        DisposeBuffers();
+        foreach (var (name, arrays) in state.Buffers)
+        {
             var list = new Tensor?[Params.Count];
             for (int i = 0; i < arrays.Length; i++)
             {
                 if (arrays[i] is not { } a) continue;
-                if (a.Length != Params[i].numel())
-                    throw new ArgumentException($"state buffer '{name}'[{i}] has {a.Length} entries, the parameter {Params[i].numel()}");
-                list[i] = tensor(a, dtype: ScalarType.Float64).to(Params[i].dtype, Params[i].device).view(Params[i].shape).DetachFromDisposeScope();
+                using var scope = NewDisposeScope();
+                list[i] = tensor(a, dtype: ScalarType.Float64).to(Params[i].dtype, Params[i].device)
+                    .view(BufferShape(name, i)).clone().DetachFromDisposeScope();
             }
             _buffers[name] = list;
         }
     }
 
-    public void Dispose()
+    private void DisposeBuffers()
     {
         foreach (var list in _buffers.Values) foreach (var t in list) t?.Dispose();
         _buffers.Clear();
+    }
+
+    public void Dispose()
+    {
+        DisposeBuffers();
         GC.SuppressFinalize(this);
     }
 }

@@ -69,6 +69,7 @@ public static class HarnessCli
         });
         root.Subcommands.Add(summary);
         root.Subcommands.Add(BenchCommand.Create(Plugins));
+        root.Subcommands.Add(VerifyCommand.Create());
         return root;
     }
 

@@ -21,6 +21,7 @@ public sealed partial class MatrixParser(PluginCatalog plugins)
 
     private readonly List<MatrixError> _errors = new();
     private string _file = "";
+    private YamlMappingNode? _root;
 
     public static MatrixSpec ParseFile(string path, PluginCatalog plugins)
     {
@@ -54,6 +55,7 @@ public sealed partial class MatrixParser(PluginCatalog plugins)
                 "the file holds more than one YAML document ('---'); put one matrix per file")]);
         if (stream.Documents.Count == 0 || stream.Documents[0].RootNode is not YamlMappingNode root)
             throw new MatrixValidationException([new MatrixError(new SourceLocation(file, 1, 1), "(root)", "the matrix must be a mapping (key: value)")]);
+        _root = root;
 
         foreach (var key in root.Children.Keys)
             if (key is YamlScalarNode k && !TopKeys.Contains(k.Value))
@@ -73,6 +75,7 @@ public sealed partial class MatrixParser(PluginCatalog plugins)
 
         var (initSeeds, dataSeeds) = Seeds(root);
         var training = Training(root);
+        CheckPreconditionerSources(root, optimizers, training);
         var (probeSetSize, probeSetSeed) = ProbeSet(root);
         var probes = Probes(root);
         string? dataDir = Str(root, "data_dir", "data_dir");
@@ -94,7 +97,7 @@ public sealed partial class MatrixParser(PluginCatalog plugins)
             var item = seq.Children[i];
             if (item is not YamlMappingNode m) { Error(item, path, "must be a mapping with 'name' and optional 'hyperparameters'"); continue; }
             bool isOptimizer = kind == "optimizer";
-            if (isOptimizer) CheckKeys(m, path, "name", "hyperparameters", "schedule");
+            if (isOptimizer) CheckKeys(m, path, "name", "hyperparameters", "schedule", "preconditioner_from");
             else CheckKeys(m, path, "name", "hyperparameters");
             var pluginName = Str(m, "name", path + ".name", required: true);
             if (pluginName is null) continue;
@@ -139,7 +142,8 @@ public sealed partial class MatrixParser(PluginCatalog plugins)
             foreach (var spec in schema.Where(sp => grid.All(g => g.Key != sp.Name)))
                 grid.Add(new(spec.Name, [spec.Coerce(spec.Default, out _)!]));
             var schedule = isOptimizer && Get(m, "schedule") is { } sn ? Schedule(sn, path + ".schedule") : null;
-            result.Add(new ComponentSpec(pluginName, grid, Loc(item), schedule));
+            var precondFrom = isOptimizer && Get(m, "preconditioner_from") is { } pn ? PreconditionerFrom(pn, path + ".preconditioner_from", i, pluginName) : null;
+            result.Add(new ComponentSpec(pluginName, grid, Loc(item), schedule, precondFrom));
         }
         return result;
     }
@@ -198,7 +202,7 @@ public sealed partial class MatrixParser(PluginCatalog plugins)
             Error(node ?? root, "training", "required: a mapping with at least 'steps'");
             return new TrainingSpec(1, null, null, 1e3);
         }
-        CheckKeys(m, "training", "steps", "batch_size", "target_loss", "divergence_factor", "probe_budget");
+        CheckKeys(m, "training", "steps", "batch_size", "target_loss", "divergence_factor", "probe_budget", "save_state_at");
         long steps = Number(m, "steps", "training.steps", required: true, min: 1, integer: true) is { } s ? (long)s : 1;
         int? batch = null;
         if (Get(m, "batch_size") is { } b)
@@ -214,7 +218,14 @@ public sealed partial class MatrixParser(PluginCatalog plugins)
             Error(Get(m, "probe_budget")!, "training.probe_budget", "must be a fraction of wall time strictly between 0 and 1");
             budget = null;
         }
-        return new TrainingSpec(steps, batch, target, divergence) { ProbeBudget = budget };
+        List<long>? saveAt = null;
+        if (Get(m, "save_state_at") is { } sa)
+        {
+            saveAt = LongList(m, "save_state_at", "training.save_state_at");
+            foreach (var step in saveAt.Where(x => x > steps))
+                Error(sa, "training.save_state_at", $"step {step} is beyond training.steps ({steps})");
+        }
+        return new TrainingSpec(steps, batch, target, divergence, saveAt) { ProbeBudget = budget };
     }
 
     private (int, long) ProbeSet(YamlMappingNode root)
@@ -338,6 +349,90 @@ public sealed partial class MatrixParser(PluginCatalog plugins)
                 }
         }
         return new Harness.Host.Training.ProbeBurst(steps, crossing, spike, factor);
+    }
+
+    /// <summary><c>preconditioner_from: { optimizer: &lt;index or name of an earlier entry&gt;, step: &lt;k&gt; }</c> or
+    /// <c>{ file: &lt;state-k.json&gt; }</c> (a path relative to the matrix file).</summary>
+    private PreconditionerSourceSpec? PreconditionerFrom(YamlNode node, string path, int index, string pluginName)
+    {
+        if (node is not YamlMappingNode m) { Error(node, path, "must be a mapping { optimizer: <earlier entry>, step: <k> } or { file: <state file> }"); return null; }
+        CheckKeys(m, path, "optimizer", "step", "file");
+        var target = plugins.Optimizers[pluginName].Plugin;
+        if (Str(m, "file", path + ".file") is { } file)
+        {
+            if (Get(m, "optimizer") is not null) Error(m, path, "give either 'file' or 'optimizer' and 'step', not both");
+            var full = Path.GetFullPath(Path.Combine(Path.GetDirectoryName(Path.GetFullPath(_file)) ?? ".", file));
+            if (!File.Exists(full)) { Error(Get(m, "file")!, path + ".file", $"state file '{full}' not found"); return null; }
+            Harness.Host.Training.OptimizerStateFile state;
+            try { state = Harness.Host.Training.OptimizerStateFile.Load(full); }
+            catch (Exception e) when (e is InvalidDataException or IOException) { Error(Get(m, "file")!, path + ".file", e.Message); return null; }
+            if (state.Preconditioner is null) { Error(Get(m, "file")!, path + ".file", $"the state file holds no preconditioner (optimizer '{state.Optimizer}' reported none)"); return null; }
+            CheckAcceptsPreconditioner(target, pluginName, m, path);
+            using var stream = File.OpenRead(full);
+            return new PreconditionerSourceSpec(null, state.Step, full, Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(stream)));
+        }
+        var srcNode = Get(m, "optimizer");
+        if (srcNode is null) { Error(m, path, "needs 'optimizer' (an earlier entry of optimizers, by index or name) and 'step', or 'file'"); return null; }
+        int? source = null;
+        var raw = Scalar(srcNode, path + ".optimizer");
+        var entries = Get(_root!, "optimizers") is YamlSequenceNode seq ? seq.Children.Select(c => c is YamlMappingNode cm && Get(cm, "name") is YamlScalarNode n ? n.Value : null).ToList() : [];
+        if (raw is long l) source = (int)l;
+        else if (raw is string name)
+        {
+            var matches = entries.Select((n, k) => (n, k)).Where(x => x.n == name).Select(x => x.k).ToList();
+            if (matches.Count == 1) source = matches[0];
+            else Error(srcNode, path + ".optimizer", matches.Count == 0 ? $"no optimizer entry named '{name}'" : $"'{name}' names {matches.Count} entries; give the index");
+        }
+        else if (raw is not null) Error(srcNode, path + ".optimizer", $"expected an entry index or name, got '{raw}'");
+        if (source is { } s && (s < 0 || s >= index))
+        {
+            Error(srcNode, path + ".optimizer", $"must refer to an earlier entry of optimizers (0..{index - 1}), so that its runs finish first; got {s}");
+            source = null;
+        }
+        long step = (long)(Number(m, "step", path + ".step", required: true, min: 0, integer: true) ?? 0);
+        CheckAcceptsPreconditioner(target, pluginName, m, path);
+        if (source is { } src && entries[src] is { } srcName && plugins.Optimizers.TryGetValue(srcName, out var srcPlugin) && !ReportsPreconditioner(srcPlugin.Plugin))
+            Error(srcNode, path + ".optimizer", $"optimizer '{srcName}' (entry {src}) reports no preconditioner to take");
+        return source is null ? null : new PreconditionerSourceSpec(source, step, null, null);
+    }
+
+    /// <summary>A trial import on a one-element parameter: the optimizer must keep a static P in the state buffer
+    /// "preconditioner" (the precond_* optimizers do; see docs/optimizers.md).</summary>
+    private void CheckAcceptsPreconditioner(IOptimizerPlugin target, string name, YamlNode node, string path)
+    {
+        try
+        {
+            using var scope = TorchSharp.torch.NewDisposeScope();
+            var theta = TorchSharp.torch.zeros(1, dtype: TorchSharp.torch.ScalarType.Float64);
+            using var opt = target.Create([theta], new HyperparameterValues(target.Hyperparameters));
+            opt.ImportState(new OptimizerState
+            {
+                Scalars = { ["step"] = 0, ["lr"] = opt.LearningRate },
+                Buffers = { [Harness.Host.Training.OptimizerStateFile.PreconditionerBufferName] = [[1.0]] },
+            });
+        }
+        catch (Exception e)
+        {
+            Error(node, path, $"optimizer '{name}' does not take an imported preconditioner ({e.Message.Split('\n')[0]}); use a precond_* optimizer");
+        }
+    }
+
+    private static bool ReportsPreconditioner(IOptimizerPlugin plugin)
+    {
+        try
+        {
+            using var scope = TorchSharp.torch.NewDisposeScope();
+            using var opt = plugin.Create([TorchSharp.torch.zeros(1, dtype: TorchSharp.torch.ScalarType.Float64)], new HyperparameterValues(plugin.Hyperparameters));
+            return opt.Preconditioner is not null;
+        }
+        catch (Exception) { return true; } // not decidable here; the run reports it
+    }
+
+    private void CheckPreconditionerSources(YamlMappingNode root, List<ComponentSpec> optimizers, TrainingSpec training)
+    {
+        for (int i = 0; i < optimizers.Count; i++)
+            if (optimizers[i].PreconditionerFrom is { Optimizer: not null, Step: var step } && step > training.Steps)
+                Error(root, $"optimizers[{i}].preconditioner_from.step", $"step {step} is beyond training.steps ({training.Steps})");
     }
 
     // ---- small helpers ----

@@ -21,7 +21,12 @@ public sealed class MatrixValidationException(IReadOnlyList<MatrixError> errors)
 /// <summary>An optimizer or model entry: a plugin name and, per hyperparameter, the list of values to sweep
 /// (a scalar in the file is a one-value list).</summary>
 public sealed record ComponentSpec(string Name, IReadOnlyList<KeyValuePair<string, IReadOnlyList<object>>> Grid, SourceLocation Location,
-    Training.LearningRateSchedule? Schedule = null);
+    Training.LearningRateSchedule? Schedule = null, PreconditionerSourceSpec? PreconditionerFrom = null);
+
+/// <summary><c>optimizers[i].preconditioner_from</c>: the preconditioner P that the runs of an earlier optimizer entry
+/// (<paramref name="Optimizer"/>, 0-based) reported at <paramref name="Step"/>, or the P in a saved state
+/// <paramref name="File"/> (with its SHA-256, recorded in the configuration).</summary>
+public sealed record PreconditionerSourceSpec(int? Optimizer, long Step, string? File, string? FileSha256);
 
 public sealed record ProbeSpec(string Name, int Every, IReadOnlyDictionary<string, object> Hyperparameters, SourceLocation Location)
 {
@@ -36,7 +41,8 @@ public sealed record ProbeSpec(string Name, int Every, IReadOnlyDictionary<strin
 /// <param name="BatchSize">Examples per step; null = full batch.</param>
 /// <param name="TargetLoss">Stop (status completed) when the training loss falls to this value.</param>
 /// <param name="DivergenceFactor">Stop (status diverged) when the loss exceeds this factor times the initial loss.</param>
-public sealed record TrainingSpec(long Steps, int? BatchSize, double? TargetLoss, double DivergenceFactor)
+/// <param name="SaveStateAt">Steps at which every run writes its optimizer state (state-&lt;step&gt;.json in its run folder).</param>
+public sealed record TrainingSpec(long Steps, int? BatchSize, double? TargetLoss, double DivergenceFactor, IReadOnlyList<long>? SaveStateAt = null)
 {
     /// <summary>Largest fraction of wall time the probes may take (0 &lt; b &lt; 1); the scheduler stretches probe
     /// intervals to stay within it. Null = no budget.</summary>

@@ -16,8 +16,13 @@ public sealed record RunCell(
     long InitSeed,
     long DataSeed,
     MatrixSpec Matrix,
-    Training.LearningRateSchedule? Schedule = null)
+    Training.LearningRateSchedule? Schedule = null,
+    PreconditionerSource? PreconditionerFrom = null,
+    IReadOnlyList<long>? SaveStateAt = null)
 {
+    /// <summary>Name of the file a run writes its optimizer state to at <paramref name="step"/>.</summary>
+    public static string StateFileName(long step) => $"state-{step}.json";
+
     /// <summary>The schedule with decay_steps defaulted to the run's length.</summary>
     public Training.LearningRateSchedule EffectiveSchedule =>
         Schedule is null ? Training.LearningRateSchedule.Constant
@@ -26,7 +31,17 @@ public sealed record RunCell(
     /// <summary>Canonical JSON of everything that determines the run's result (not the output folder).</summary>
     public string CanonicalConfiguration => Configuration().ToJsonString();
 
-    public JsonObject Configuration() => new()
+    public JsonObject Configuration()
+    {
+        var config = BaseConfiguration();
+        if (PreconditionerFrom is { } src)
+            ((JsonObject)config["optimizer"]!)["preconditioner_from"] = src.File is null
+                ? new JsonObject { ["run_id"] = src.RunId, ["step"] = src.Step }
+                : new JsonObject { ["file"] = src.File, ["sha256"] = src.Sha256, ["step"] = src.Step };
+        return config;
+    }
+
+    private JsonObject BaseConfiguration() => new()
     {
         ["model"] = new JsonObject { ["name"] = Model, ["hyperparameters"] = Sorted(ModelHyperparameters) },
         ["optimizer"] = new JsonObject
@@ -77,7 +92,8 @@ public sealed record RunCell(
 
     /// <summary>Short human label, e.g. "gd lr=0.1 | fashion_mlp | seeds 0/0".</summary>
     public string Label =>
-        $"{Optimizer} {string.Join(" ", OptimizerHyperparameters.OrderBy(k => k.Key, StringComparer.Ordinal).Select(kv => $"{kv.Key}={Format(kv.Value)}"))} | {Model} | seeds {InitSeed}/{DataSeed}".Replace("  ", " ");
+        $"{Optimizer} {string.Join(" ", OptimizerHyperparameters.OrderBy(k => k.Key, StringComparer.Ordinal).Select(kv => $"{kv.Key}={Format(kv.Value)}"))} | {Model} | seeds {InitSeed}/{DataSeed}".Replace("  ", " ")
+        + (PreconditionerFrom is { } src ? $" | P from {(src.File is null ? src.RunId : Path.GetFileName(src.File))}@{src.Step}" : "");
 
     private static readonly JsonSerializerOptions ScheduleJson = new() { PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower };
 
@@ -105,20 +121,61 @@ public sealed record RunCell(
     };
 }
 
+/// <summary>Where a cell's static preconditioner comes from: the state another run of the same matrix saved at
+/// <paramref name="Step"/>, or a state file (with its SHA-256).</summary>
+public sealed record PreconditionerSource(string? RunId, long Step, string? File, string? Sha256)
+{
+    /// <summary>The state file, given the dependent run's own folder (sources live beside it).</summary>
+    public string StatePath(string runDir) =>
+        File ?? Path.Combine(Path.GetDirectoryName(Path.GetFullPath(runDir))!, RunId!, RunCell.StateFileName(Step));
+}
+
 public static class MatrixExpander
 {
     /// <summary>All cells: models × model grid × optimizers × optimizer grid × init seeds × data seeds, in that
-    /// nesting order (deterministic, so shards can split it).</summary>
+    /// nesting order (deterministic, so shards can split it). An optimizer entry with
+    /// <c>preconditioner_from: { optimizer: j, step: k }</c> is crossed with entry j's hyperparameter grid: one cell per
+    /// source run with the same model, model hyperparameters and seeds; that source saves its state at step k.</summary>
     public static IReadOnlyList<RunCell> Expand(MatrixSpec m)
     {
         var cells = new List<RunCell>();
+        var byEntry = new Dictionary<(int entry, int model, long init, long data), List<RunCell>>();
+        int modelIndex = 0;
         foreach (var model in m.Models)
         foreach (var mhp in Grid(model.Grid))
-        foreach (var opt in m.Optimizers)
-        foreach (var ohp in Grid(opt.Grid))
-        foreach (var init in m.InitSeeds)
-        foreach (var data in m.DataSeeds)
-            cells.Add(new RunCell(m.Name, model.Name, mhp, opt.Name, ohp, init, data, m, opt.Schedule));
+        {
+            modelIndex++;
+            for (int j = 0; j < m.Optimizers.Count; j++)
+            {
+                var opt = m.Optimizers[j];
+                foreach (var ohp in Grid(opt.Grid))
+                foreach (var init in m.InitSeeds)
+                foreach (var data in m.DataSeeds)
+                {
+                    var key = (j, modelIndex, init, data);
+                    if (!byEntry.TryGetValue(key, out var mine)) byEntry[key] = mine = new List<RunCell>();
+                    var cell = new RunCell(m.Name, model.Name, mhp, opt.Name, ohp, init, data, m, opt.Schedule);
+                    IEnumerable<RunCell> made = opt.PreconditionerFrom switch
+                    {
+                        { Optimizer: { } src, Step: var step } => byEntry.GetValueOrDefault((src, modelIndex, init, data), [])
+                            .Select(s => cell with { PreconditionerFrom = new PreconditionerSource(s.RunId, step, null, null) }).ToList(),
+                        { File: { } file, Step: var step, FileSha256: var sha } => [cell with { PreconditionerFrom = new PreconditionerSource(null, step, file, sha) }],
+                        _ => [cell],
+                    };
+                    foreach (var c in made) { cells.Add(c); mine.Add(c); }
+                }
+            }
+        }
+        // Every run saves its state at training.save_state_at and wherever a dependent cell takes its P from it
+        // (not part of the configuration: saving does not change a run's result).
+        var needed = cells.Where(c => c.PreconditionerFrom is { RunId: not null }).GroupBy(c => c.PreconditionerFrom!.RunId!)
+            .ToDictionary(g => g.Key, g => g.Select(c => c.PreconditionerFrom!.Step).ToList());
+        var always = m.Training.SaveStateAt ?? [];
+        for (int i = 0; i < cells.Count; i++)
+        {
+            var steps = always.Concat(needed.GetValueOrDefault(cells[i].RunId, [])).Distinct().Order().ToList();
+            if (steps.Count > 0) cells[i] = cells[i] with { SaveStateAt = steps };
+        }
         var duplicates = cells.GroupBy(c => c.RunId).Where(g => g.Count() > 1).Select(g => g.Key).ToList();
         if (duplicates.Count > 0)
             throw new MatrixValidationException([new MatrixError(new SourceLocation(m.SourceFile, 0, 0), "(matrix)",

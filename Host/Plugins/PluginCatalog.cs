@@ -1,6 +1,7 @@
 using System.Reflection;
 using System.Security.Cryptography;
 using Harness.Abstractions;
+using Harness.Host.Conformance;
 using McMaster.NETCore.Plugins;
 using Microsoft.Extensions.Logging;
 
@@ -57,6 +58,14 @@ public sealed class PluginCatalog
 
     public static PluginCatalog Load(string folder, ILogger? logger = null)
     {
+        return Load(folder, logger, ConformancePolicy.FromEnvironment());
+    }
+
+    /// <summary>Loads every plugin of <paramref name="folder"/>, then applies the optimizer conformance gate with
+    /// <paramref name="conformance"/> (the two-argument overload takes it from the environment: see
+    /// <see cref="ConformancePolicy"/>).</summary>
+    public static PluginCatalog Load(string folder, ILogger? logger, ConformancePolicy conformance)
+    {
         var catalog = new PluginCatalog(Path.GetFullPath(folder));
         if (!Directory.Exists(folder))
         {
@@ -65,7 +74,29 @@ public sealed class PluginCatalog
         }
         foreach (var file in CandidateFiles(catalog.Folder))
             catalog.LoadFile(file, logger);
+        ConformanceCache.Apply(catalog, conformance, logger);
         return catalog;
+    }
+
+    /// <summary>Loads one plugin assembly file (for <c>harness verify</c>); no conformance gate.</summary>
+    public static PluginCatalog LoadAssembly(string file, ILogger? logger = null)
+    {
+        var full = Path.GetFullPath(file);
+        var catalog = new PluginCatalog(Path.GetDirectoryName(full)!);
+        if (!File.Exists(full)) catalog._errors.Add(new PluginLoadError(file, "file does not exist"));
+        else catalog.LoadFile(full, logger);
+        return catalog;
+    }
+
+    // ---- conformance gate (Host/Conformance) ----
+    private readonly Dictionary<string, ConformanceReport> _conformance = new(StringComparer.Ordinal);
+    /// <summary>The gate's verdict per optimizer name (passed or not), when the gate ran.</summary>
+    public IReadOnlyDictionary<string, ConformanceReport> Conformance => _conformance;
+    internal void RecordConformance(string optimizer, ConformanceReport report) => _conformance[optimizer] = report;
+    internal void RejectOptimizer(string optimizer, string reason, ILogger? logger)
+    {
+        if (!_optimizers.Remove(optimizer, out var loaded)) return;
+        Fail($"{loaded.Origin.File} ({optimizer})", reason, logger);
     }
 
     /// <summary>Top-level *.dll files and &lt;sub&gt;/&lt;sub&gt;.dll, in ordinal order (deterministic).</summary>

@@ -70,6 +70,7 @@ public sealed class RunExecutor(PluginCatalog plugins, HarnessMetrics metrics, I
             manifest.ParameterCount = model.Parameters.Sum(p => p.Tensor.numel());
             using var optimizer = optPlugin.Plugin.Create(model.Parameters.Select(p => p.Tensor).ToList(),
                 new HyperparameterValues(optPlugin.Plugin.Hyperparameters, cell.OptimizerHyperparameters));
+            if (cell.PreconditionerFrom is { } source) ImportPreconditioner(optimizer, model, source, runDir);
             var probes = spec.Probes.Select(p =>
             {
                 var plugin = plugins.Probes[p.Name].Plugin;
@@ -164,6 +165,10 @@ public sealed class RunExecutor(PluginCatalog plugins, HarnessMetrics metrics, I
             bool last = t == steps;
             optimizer.LearningRate = baseLr * schedule.Factor(Math.Min(t, steps - 1));
             using var scope = NewDisposeScope();
+            if (cell.SaveStateAt is { } saveAt && saveAt.Contains(t))
+                OptimizerStateFile.Capture(cell.Optimizer, optimizer, model.Parameters.Select(p => p.Tensor).ToList(), t, cell.RunId,
+                        (System.Text.Json.Nodes.JsonObject?)cell.Configuration()["optimizer"]?["hyperparameters"]?.DeepClone())
+                    .Save(Path.Combine(Path.GetDirectoryName(manifestPath)!, RunCell.StateFileName(t)));
             var row = new double?[columns.Count];
             var probeValues = new Dictionary<string, double>();
             foreach (int pi in scheduler.Due(t, last))
@@ -277,6 +282,27 @@ public sealed class RunExecutor(PluginCatalog plugins, HarnessMetrics metrics, I
             foreach (var u in previousUpdate ?? []) u.Dispose();
             foreach (var u in updateBeforePrevious ?? []) u.Dispose();
         }
+    }
+
+    /// <summary>Gives a preconditioned optimizer the P of another run's saved state (<c>preconditioner_from</c>).</summary>
+    private static void ImportPreconditioner(IOptimizer optimizer, IModel model, PreconditionerSource source, string runDir)
+    {
+        string path = source.StatePath(runDir);
+        if (!File.Exists(path))
+        {
+            string why = "";
+            if (source.RunId is not null && RunManifest.TryLoad(Path.Combine(Path.GetDirectoryName(path)!, "manifest.json")) is { } m)
+                why = $" (that run is {m.Status.ToString().ToLowerInvariant()}: {m.Reason})";
+            throw new InvalidOperationException($"preconditioner_from: no saved state {path}{why}");
+        }
+        if (source.Sha256 is { } sha)
+        {
+            using var stream = File.OpenRead(path);
+            if (Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(stream)) != sha)
+                throw new InvalidOperationException($"preconditioner_from: {path} changed since the matrix was validated");
+        }
+        var file = OptimizerStateFile.Load(path);
+        optimizer.ImportState(file.PreconditionerState(model.Parameters.Select(p => p.Tensor).ToList(), optimizer.LearningRate, path));
     }
 
     /// <summary>A fixed subset of the training data (seeded by the matrix's probe_set.seed, so every run of a matrix

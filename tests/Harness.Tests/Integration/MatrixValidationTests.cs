@@ -74,7 +74,7 @@ public sealed class MatrixValidationTests
     [DataRow("unknown model",                4, "  - name: quadratik",                     4, 11, "models[0].name",                          "unknown model 'quadratik' (available: ")]
     [DataRow("unknown optimizer",            8, "  - name: sgdx",                          8, 11, "optimizers[0].name",                      "unknown optimizer 'sgdx' (available: ")]
     [DataRow("unknown probe",               17, "  - name: hessian_magic",                17, 11, "probes[0].name",                          "unknown probe 'hessian_magic' (available: ")]
-    [DataRow("unknown hyperparameter",      10, "      momentum: 0.9",                    10, 7,  "optimizers[0].hyperparameters.momentum",  "unknown hyperparameter of optimizer 'gd' (it has: lr)")]
+    [DataRow("unknown hyperparameter",      10, "      momentum: 0.9",                    10, 7,  "optimizers[0].hyperparameters.momentum",  "unknown hyperparameter of optimizer 'gd' (it has: lr, weight_decay, decoupled_weight_decay)")]
     [DataRow("unknown probe hyperparameter",20, "      iterations: 10",                   20, 7,  "probes[0].hyperparameters.iterations",    "unknown hyperparameter of probe 'sharpness'")]
     [DataRow("value outside its range",     10, "      lr: [0.1, -0.2]",                  10, 17, "optimizers[0].hyperparameters.lr[1]",     "value -0.2 is outside (0, inf]")]
     [DataRow("integer outside its range",    6, "      dim: 0",                            6, 12, "models[0].hyperparameters.dim",           "value 0 is outside [1, 4096]")]
