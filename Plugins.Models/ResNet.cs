@@ -5,11 +5,12 @@ using static TorchSharp.torch;
 namespace Harness.Plugins.Models;
 
 /// <summary>A wide ResNet without BatchNorm (paper 000's un-normalised WRN; Zagoruyko and Komodakis' layout):
-/// a 3×3 stem conv, three groups of pre-activation residual blocks of widths w·k·(1, 2, 4) with strides (1, 2, 2),
+/// a 3×3 stem conv (stride stem_stride), three groups of pre-activation residual blocks of widths w·k·(1, 2, 4) with strides (1, 2, 2),
 /// then [norm] → ReLU → global average pool → linear. Block: y = s(x) + α·conv(ReLU([norm](conv_stride(ReLU([norm](x))))))
 /// with s the identity or a 1×1 strided conv when the shape changes, α a learnable scalar (paper 000: initialised
 /// to 1) when residual_scalar is on, [norm] GroupNorm/LayerNorm or nothing. Convs have no bias; weights N(0, 1/fan_in).
-/// Paper 000's WRN: base_width 16, widen 10, blocks_per_group 4 (WRN-28-10). CPU default: 8, 1, 1.</summary>
+/// Paper 000's WRN: base_width 16, widen 10, blocks_per_group 4, stem_stride 1 (WRN-28-10). CPU default: 8, 1, 1 and
+/// stem_stride 2 (the first group then runs at 14×14 on Fashion-MNIST, which cuts the cost of a step by about 4).</summary>
 public sealed class ResNetPlugin : IModelPlugin
 {
     public const string NormNone = "none", NormGroup = "group", NormLayer = "layer";
@@ -21,6 +22,7 @@ public sealed class ResNetPlugin : IModelPlugin
         HyperparameterSpec.Integer("base_width", 8, "channels of the stem and first group before widening (WRN: 16)", min: 1, max: 256),
         HyperparameterSpec.Integer("widen", 1, "width multiplier k of the groups (paper 000's WRN: 10)", min: 1, max: 32),
         HyperparameterSpec.Integer("blocks_per_group", 1, "residual blocks in each of the three groups (paper 000's WRN: 4)", min: 1, max: 32),
+        HyperparameterSpec.Integer("stem_stride", 2, "stride of the stem conv (WRN: 1; 2 = CPU default, 4× cheaper)", min: 1, max: 4),
         HyperparameterSpec.Boolean("residual_scalar", true, "multiply each residual branch by a learnable scalar (paper 000's un-normalised WRN)"),
         HyperparameterSpec.Real("residual_scalar_init", 1.0, "initial value of the residual scalars (paper 000: 1; 0 gives SkipInit)"),
         HyperparameterSpec.Choice("norm", NormNone, "normalisation before each ReLU: none, group (GroupNorm) or layer (LayerNorm over C,H,W)", NormNone, NormGroup, NormLayer),
@@ -44,7 +46,7 @@ public sealed class ResNet : IModel
     private readonly Norm? _finalNorm;
     private readonly Tensor _fcW, _fcB;
     private readonly string _loss;
-    private readonly int _classes, _groups;
+    private readonly int _classes, _groups, _stemStride;
 
     public ResNet(ModelContext ctx)
     {
@@ -54,6 +56,7 @@ public sealed class ResNet : IModel
         _groups = norm == ResNetPlugin.NormGroup ? (int)hp.Integer("norm_groups") : 1;
         int baseWidth = (int)hp.Integer("base_width"), widen = (int)hp.Integer("widen"), blocks = (int)hp.Integer("blocks_per_group");
         bool scalar = hp.Boolean("residual_scalar");
+        _stemStride = (int)hp.Integer("stem_stride");
         double scalarInit = hp.Real("residual_scalar_init");
         long[] widths = [baseWidth * widen, 2L * baseWidth * widen, 4L * baseWidth * widen];
         if (norm == ResNetPlugin.NormGroup && (baseWidth % _groups != 0 || widths.Any(w => w % _groups != 0)))
@@ -102,7 +105,7 @@ public sealed class ResNet : IModel
 
     private Tensor Forward(Tensor x)
     {
-        x = Conv(x, _stem, 1);
+        x = Conv(x, _stem, _stemStride);
         foreach (var b in _blocks)
         {
             var h = Act(x, b.Norm1);

@@ -24,7 +24,7 @@ public sealed class CurvatureTests
         ["cnn_ce"] = (new CnnPlugin(), new() { ["conv1"] = 3L, ["conv2"] = 4L, ["conv3"] = 5L, ["fc1"] = 10L, ["fc2"] = 7L, ["train_size"] = 10L, ["test_size"] = 0L, ["loss"] = "cross_entropy" }, 10),
         ["resnet_scalar"] = (new ResNetPlugin(), new() { ["base_width"] = 4L, ["train_size"] = 10L, ["test_size"] = 0L }, 4),
         ["resnet_group"] = (new ResNetPlugin(), new() { ["base_width"] = 4L, ["norm"] = "group", ["norm_groups"] = 2L, ["residual_scalar"] = false, ["train_size"] = 10L, ["test_size"] = 0L, ["loss"] = "cross_entropy" }, 4),
-        ["resnet_layer"] = (new ResNetPlugin(), new() { ["base_width"] = 4L, ["norm"] = "layer", ["train_size"] = 10L, ["test_size"] = 0L }, 4),
+        ["resnet_layer"] = (new ResNetPlugin(), new() { ["base_width"] = 4L, ["norm"] = "layer", ["stem_stride"] = 1L, ["train_size"] = 10L, ["test_size"] = 0L }, 4),
         ["transformer"] = (new TinyTransformerPlugin(), new() { ["vocab"] = 5L, ["seq_len"] = 4L, ["d_model"] = 8L, ["heads"] = 2L, ["mlp_width"] = 16L, ["train_size"] = 12L, ["test_size"] = 0L }, 12),
         ["transformer_causal_mse_nonorm"] = (new TinyTransformerPlugin(), new() { ["task"] = "prefix_sum", ["vocab"] = 5L, ["seq_len"] = 4L, ["d_model"] = 8L, ["heads"] = 2L, ["mlp_width"] = 16L, ["causal"] = true, ["norm"] = "none", ["loss"] = "mse", ["train_size"] = 12L, ["test_size"] = 0L }, 12),
     };
