@@ -13,6 +13,21 @@ public sealed class DataTests
 {
     private static readonly Dictionary<string, object> SmallMlp = new() { ["depth"] = 1L, ["width"] = 4L, ["train_size"] = 200L, ["test_size"] = 50L };
 
+    private readonly List<string> _temp = new();
+
+    private string Temp(string prefix)
+    {
+        var d = Paths.NewTempDirectory(prefix);
+        _temp.Add(d);
+        return d;
+    }
+
+    [TestCleanup]
+    public void RemoveTemporaryFolders()
+    {
+        foreach (var d in _temp) if (Directory.Exists(d)) Directory.Delete(d, recursive: true);
+    }
+
     private static bool Same(Tensor a, Tensor b) => a.shape.SequenceEqual(b.shape) && a.eq(b).all().item<bool>();
 
     private static long[] ClassCounts(Tensor labels, int classes) =>
@@ -53,7 +68,7 @@ public sealed class DataTests
     [TestMethod]
     public void MissingFashionMnistFileIsNamed()
     {
-        var dir = Paths.NewTempDirectory("fmnist-missing");
+        var dir = Temp("fmnist-missing");
         var e = Assert.ThrowsExactly<FileNotFoundException>(() => Create(new FashionMlpPlugin(), SmallMlp, dataDir: dir));
         StringAssert.Contains(e.Message, "train-images-idx3-ubyte");
         StringAssert.Contains(e.Message, dir);
@@ -62,12 +77,11 @@ public sealed class DataTests
     [TestMethod]
     public void TruncatedFashionMnistFileIsNamed()
     {
-        var dir = Paths.NewTempDirectory("fmnist-truncated");
-        foreach (var f in Directory.GetFiles(FashionMnist.DefaultDirectory, "*-ubyte.gz"))
-            File.Copy(f, Path.Combine(dir, Path.GetFileName(f)));
+        var dir = Temp("fmnist-truncated");
+        foreach (var f in new[] { "train-labels-idx1-ubyte.gz", "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz" })
+            File.Copy(Path.Combine(FashionMnist.DefaultDirectory, f), Path.Combine(dir, f));
         // An uncompressed images file whose header promises 60000 images but holds 3, next to valid labels.
         var truncated = Path.Combine(dir, "train-images-idx3-ubyte");
-        File.Delete(truncated + ".gz");
         var bytes = new byte[16 + 3 * 784];
         new byte[] { 0, 0, 8, 3, 0, 0, 0xEA, 0x60, 0, 0, 0, 28, 0, 0, 0, 28 }.CopyTo(bytes, 0);
         File.WriteAllBytes(truncated, bytes);
@@ -87,9 +101,9 @@ public sealed class DataTests
 
     /// <summary>Writes CIFAR-10 (or -100) binary batches with <paramref name="perClassPerFile"/> records per class in
     /// each file; every record's pixels are distinct and derived from (file, record).</summary>
-    private static string WriteCifar(bool hundred, int perClassPerFile, int classesUsed = 0)
+    private string WriteCifar(bool hundred, int perClassPerFile, int classesUsed = 0)
     {
-        var dir = Paths.NewTempDirectory(hundred ? "cifar100" : "cifar10");
+        var dir = Temp(hundred ? "cifar100" : "cifar10");
         int classes = classesUsed > 0 ? classesUsed : Cifar.Classes(hundred);
         var files = Cifar.Files(hundred, true).Concat(Cifar.Files(hundred, false)).ToArray();
         for (int f = 0; f < files.Length; f++)
@@ -165,7 +179,7 @@ public sealed class DataTests
     public void Cifar100UsesFineLabelsAndTheParentFolderIsAccepted()
     {
         var files = WriteCifar(hundred: true, perClassPerFile: 1);
-        var parent = Paths.NewTempDirectory("cifar100-parent");
+        var parent = Temp("cifar100-parent");
         Directory.Move(files, Path.Combine(parent, Cifar.Cifar100Subfolder));
         var (_, labels, count) = Cifar.Read(Cifar.ResolveDirectory(parent, hundred: true), hundred: true, train: true);
         Assert.AreEqual(100, count);
@@ -179,7 +193,7 @@ public sealed class DataTests
     [TestMethod]
     public void MissingCifarFolderNamesTheFolderAndTheFiles()
     {
-        var dir = Paths.NewTempDirectory("cifar-empty");
+        var dir = Temp("cifar-empty");
         var hp = new Dictionary<string, object> { ["dataset"] = "cifar10", ["train_size"] = 10L, ["test_size"] = 0L };
         var e = Assert.ThrowsExactly<DirectoryNotFoundException>(() => Create(new CnnPlugin(), hp, dataDir: dir));
         StringAssert.Contains(e.Message, dir);
