@@ -12,8 +12,19 @@ public static class FashionMnist
     public const string DirectoryVariable = "HARNESS_FASHION_MNIST_DIR";
     public const int Classes = 10;
 
-    public static string ResolveDirectory(string? configured) =>
-        configured ?? Environment.GetEnvironmentVariable(DirectoryVariable) ?? DefaultDirectory;
+    /// <summary>The configured folder (the matrix's data_dir; its "fashion-mnist" subfolder when the files are there
+    /// instead, so one data_dir can hold several datasets), else the environment variable, else the Debian location.</summary>
+    public static string ResolveDirectory(string? configured)
+    {
+        if (configured is not null)
+        {
+            var sub = Path.Combine(configured, "fashion-mnist");
+            bool direct = File.Exists(Path.Combine(configured, "train-images-idx3-ubyte.gz")) || File.Exists(Path.Combine(configured, "train-images-idx3-ubyte"));
+            bool nested = File.Exists(Path.Combine(sub, "train-images-idx3-ubyte.gz")) || File.Exists(Path.Combine(sub, "train-images-idx3-ubyte"));
+            return !direct && nested ? sub : configured;
+        }
+        return Environment.GetEnvironmentVariable(DirectoryVariable) ?? DefaultDirectory;
+    }
 
     private static readonly System.Collections.Concurrent.ConcurrentDictionary<(string, bool), Lazy<(double[], byte[], int)>> Cache = new();
 
@@ -81,29 +92,8 @@ public static class FashionMnist
 
     private static int BigEndian(byte[] b, int o) => (b[o] << 24) | (b[o + 1] << 16) | (b[o + 2] << 8) | b[o + 3];
 
-    /// <summary>A class-balanced subset: <paramref name="size"/>/10 examples per class (the remainder spread over
-    /// the first classes), chosen by a permutation seeded with <paramref name="seed"/>, returned in shuffled order.</summary>
-    public static int[] BalancedSubset(byte[] labels, int size, long seed)
-    {
-        if (size > labels.Length) throw new ArgumentOutOfRangeException(nameof(size), $"subset of {size} from {labels.Length} examples");
-        var rng = new Random(unchecked((int)(seed * 1000003 + 17)));
-        var byClass = Enumerable.Range(0, Classes).Select(_ => new List<int>()).ToArray();
-        foreach (var i in rng.Permute(Enumerable.Range(0, labels.Length).ToArray())) byClass[labels[i]].Add(i);
-        var chosen = new List<int>(size);
-        for (int c = 0; c < Classes; c++)
-        {
-            int take = size / Classes + (c < size % Classes ? 1 : 0);
-            if (take > byClass[c].Count) throw new ArgumentOutOfRangeException(nameof(size), $"class {c} has only {byClass[c].Count} examples");
-            chosen.AddRange(byClass[c].Take(take));
-        }
-        return rng.Permute(chosen.ToArray());
-    }
-
-    private static int[] Permute(this Random rng, int[] a)
-    {
-        for (int i = a.Length - 1; i > 0; i--) { int j = rng.Next(i + 1); (a[i], a[j]) = (a[j], a[i]); }
-        return a;
-    }
+    /// <summary>A class-balanced subset (see <see cref="Subsets.Balanced"/>).</summary>
+    public static int[] BalancedSubset(byte[] labels, int size, long seed) => Subsets.Balanced(labels, Classes, size, seed, "Fashion-MNIST");
 
     /// <summary>Mean and standard deviation of the Fashion-MNIST training pixels (in [0,1]): inputs are standardised
     /// with them, as the edge-of-stability papers centre and scale their inputs.</summary>

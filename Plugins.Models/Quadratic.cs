@@ -5,7 +5,9 @@ using static TorchSharp.torch;
 namespace Harness.Plugins.Models;
 
 /// <summary>f(θ) = ½ θᵀAθ with a chosen spectrum, A diagonal or randomly rotated (A = Q diag(λ) Qᵀ with Q from the
-/// QR factorisation of a seeded Gaussian matrix). λ1(A) = lambda_max exactly, so thresholds can be checked.</summary>
+/// QR factorisation of a seeded Gaussian matrix). λ1(A) = lambda_max exactly, so thresholds can be checked. A linear
+/// spectrum may include negative eigenvalues (a saddle). θ is declared as one layer, so per-layer probes (R_med, the
+/// Hessian diagonal) can be checked against diag(A).</summary>
 public sealed class QuadraticPlugin : IModelPlugin
 {
     public string Name => "quadratic";
@@ -32,6 +34,7 @@ public sealed class Quadratic : IModel
         var hp = ctx.Hyperparameters;
         int p = (int)hp.Integer("dim");
         double hi = hp.Real("lambda_max"), lo = hp.Real("lambda_min");
+        if (hi < lo) throw new ArgumentException($"lambda_max ({hi}) is below lambda_min ({lo})");
         if (hp.Choice("spectrum") == "geometric" && (lo <= 0 || hi <= 0))
             throw new ArgumentException("a geometric spectrum needs lambda_min > 0 and lambda_max > 0");
         var spectrum = new double[p];
@@ -58,7 +61,7 @@ public sealed class Quadratic : IModel
         }
         A = A.DetachFromDisposeScope();
         _theta = _theta.DetachFromDisposeScope();
-        Parameters = [new ModelParameter("theta", _theta, IsLayerWeight: false)];
+        Parameters = [new ModelParameter("theta", _theta, IsLayerWeight: true)];
     }
 
     /// <summary>The matrix A (p×p).</summary>
