@@ -81,8 +81,6 @@ public static class SummaryTable
 
     public static void Print(MatrixOutcome outcome)
     {
-        // Redirected output (logs, CI) has no terminal width; do not wrap the table into 80 columns.
-        if (Console.IsOutputRedirected) AnsiConsole.Profile.Width = 240;
         var table = new Table().Border(TableBorder.Rounded).Title("[bold]runs[/]");
         table.AddColumn("run id");
         table.AddColumn("configuration");

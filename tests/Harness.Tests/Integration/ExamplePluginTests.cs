@@ -1,0 +1,74 @@
+namespace Harness.Tests.Integration;
+
+/// <summary>The README's minimal third-party plugin (examples/MinimalOptimizer), built against Abstractions only,
+/// dropped into a plugin folder beside the built-ins and used by a matrix through the real executable.</summary>
+[TestClass]
+public sealed class ExamplePluginTests
+{
+    private static string BuiltExample()
+    {
+        var bin = Path.Combine(Paths.RepoRoot, "examples", "MinimalOptimizer", "bin");
+        var dll = Directory.Exists(bin)
+            ? Directory.GetFiles(bin, "MinimalOptimizer.dll", SearchOption.AllDirectories).OrderByDescending(File.GetLastWriteTimeUtc).FirstOrDefault()
+            : null;
+        if (dll is null) Assert.Fail($"examples/MinimalOptimizer is not built under {bin}; build tests/Harness.Tests (it builds the example)");
+        return Path.GetDirectoryName(dll)!;
+    }
+
+    [TestMethod]
+    public void MinimalPluginLoadsFromAPluginFolderAndRunsInAMatrix()
+    {
+        var work = Paths.NewTempDirectory("example");
+        try
+        {
+            var plugins = Path.Combine(work, "plugins");
+            foreach (var dir in Directory.GetDirectories(Paths.PluginArtifacts))
+                CopyDirectory(dir, Path.Combine(plugins, Path.GetFileName(dir)));
+            CopyDirectory(BuiltExample(), Path.Combine(plugins, "MinimalOptimizer"));
+
+            using (var list = HarnessProcess.Run(work, TimeSpan.FromMinutes(2), "plugins", "--plugins", plugins))
+            {
+                Assert.AreEqual(0, list.ExitCode, list.Output);
+                StringAssert.Contains(list.StdOut, "gd_weight_decay", list.Output);
+                StringAssert.Contains(list.StdOut, "MinimalOptimizer/MinimalOptimizer.dll", list.Output);
+            }
+
+            // λ_max = 10, weight decay 0.01: threshold 2/η − λ is 39.99 at η = 0.05 (converges) and 7.99 at η = 0.25
+            // (10 > 7.99: diverges). The threshold column must be the plugin's own formula.
+            var matrix = Path.Combine(work, "m.yaml");
+            File.WriteAllText(matrix, """
+                name: minimal
+                dtype: float64
+                models:
+                  - name: quadratic
+                    hyperparameters: { dim: 20, lambda_max: 10, lambda_min: 0.1 }
+                optimizers:
+                  - name: gd_weight_decay
+                    hyperparameters: { lr: [0.05, 0.25], weight_decay: 0.01 }
+                training: { steps: 200 }
+                """);
+            var results = Path.Combine(work, "results");
+            using var run = HarnessProcess.Run(work, TimeSpan.FromMinutes(3), ["run", matrix, "--plugins", plugins, "--results", results,
+                "--metrics-url", "none", "--no-progress", "--threads", "1"]);
+            Assert.AreEqual(0, run.ExitCode, run.Output);
+            var rows = DuckDb.ReadParquet(Path.Combine(results, "minimal", "summary.parquet"), "run_id");
+            Assert.AreEqual(2, rows.Count);
+            var byLr = rows.ToDictionary(r => r["label"]!.ToString()!.Contains("lr=0.05") ? 0.05 : 0.25);
+            Assert.AreEqual("completed", byLr[0.05]["status"]);
+            Assert.AreEqual("diverged", byLr[0.25]["status"]);
+            Assert.AreEqual(2 / 0.05 - 0.01, DuckDb.Double(byLr[0.05]["final_threshold"])!.Value, 1e-9);
+        }
+        finally { Directory.Delete(work, recursive: true); }
+    }
+
+    private static void CopyDirectory(string from, string to)
+    {
+        Directory.CreateDirectory(to);
+        foreach (var f in Directory.GetFiles(from, "*", SearchOption.AllDirectories))
+        {
+            var target = Path.Combine(to, Path.GetRelativePath(from, f));
+            Directory.CreateDirectory(Path.GetDirectoryName(target)!);
+            File.Copy(f, target, overwrite: true);
+        }
+    }
+}
