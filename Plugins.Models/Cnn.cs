@@ -28,20 +28,16 @@ public sealed class CnnPlugin : IModelPlugin
     public IModel Create(ModelContext context) => new Cnn(context);
 }
 
-public sealed class Cnn : IModel
+public sealed class Cnn : ImageClassifier
 {
     private static readonly (int kernel, int pad)[] ConvShape = [(5, 0), (3, 0), (3, 1)];
     private readonly (Tensor w, Tensor b)[] _convs = new (Tensor, Tensor)[3];
     private readonly (Tensor w, Tensor b)[] _fcs = new (Tensor, Tensor)[3];
-    private readonly string _loss;
-    private readonly int _classes;
 
-    public Cnn(ModelContext ctx)
+    public Cnn(ModelContext ctx) : base(ctx, flatten: false)
     {
         var hp = ctx.Hyperparameters;
-        _loss = hp.Choice("loss");
-        var data = ImageData.Load(ctx, flatten: false);
-        (Train, Test, _classes) = (data.Train, data.Test, data.Classes);
+        var data = Data;
         var f = new ParameterFactory(ctx);
         long channels = data.Channels;
         int side = data.Height;
@@ -55,17 +51,14 @@ public sealed class Cnn : IModel
             side = (side - 3) / 2 + 1;          // max-pool 3×3, stride 2, no padding
             if (side < 1) throw new ArgumentException($"input {data.Height}×{data.Width} is too small for the CNN's three conv/pool stages");
         }
-        long[] units = [channels * side * side, hp.Integer("fc1"), hp.Integer("fc2"), _classes];
+        long[] units = [channels * side * side, hp.Integer("fc1"), hp.Integer("fc2"), Classes];
         for (int i = 0; i < 3; i++)
             _fcs[i] = (f.FanIn($"fc{i + 1}.weight", [units[i + 1], units[i]]), f.Constant($"fc{i + 1}.bias", [units[i + 1]], 0));
         Parameters = f.Parameters;
     }
 
-    public IReadOnlyList<ModelParameter> Parameters { get; }
-    public Dataset Train { get; }
-    public Dataset? Test { get; }
 
-    private Tensor Forward(Tensor x)
+    protected override Tensor Forward(Tensor x)
     {
         for (int i = 0; i < 3; i++)
         {
@@ -82,18 +75,4 @@ public sealed class Cnn : IModel
         return x;
     }
 
-    public Tensor Loss(Dataset batch) => Losses.Classification(_loss, Forward(batch.Inputs!), batch.Targets!, _classes);
-
-    public double? Accuracy(Dataset batch)
-    {
-        using var _ = no_grad();
-        using var scope = NewDisposeScope();
-        return Losses.Accuracy(Forward(batch.Inputs!), batch.Targets!);
-    }
-
-    public void Dispose()
-    {
-        foreach (var p in Parameters) p.Tensor.Dispose();
-        ImageData.Dispose(Train, Test);
-    }
 }

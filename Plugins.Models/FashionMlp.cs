@@ -24,24 +24,20 @@ public sealed class FashionMlpPlugin : IModelPlugin
     public IModel Create(ModelContext context) => new FashionMlp(context);
 }
 
-public sealed class FashionMlp : IModel
+public sealed class FashionMlp : ImageClassifier
 {
     private readonly List<(Tensor w, Tensor b)> _layers = new();
-    private readonly string _loss;
-    private readonly int _classes;
 
-    public FashionMlp(ModelContext ctx)
+    public FashionMlp(ModelContext ctx) : base(ctx, flatten: true)
     {
         var hp = ctx.Hyperparameters;
-        _loss = hp.Choice("loss");
         int depth = (int)hp.Integer("depth"), width = (int)hp.Integer("width");
-        var data = ImageData.Load(ctx, flatten: true);
-        (Train, Test, _classes) = (data.Train, data.Test, data.Classes);
+        var data = Data;
         var f = new ParameterFactory(ctx);
         long fanIn = data.Features;
         for (int l = 0; l <= depth; l++)
         {
-            long fanOut = l == depth ? _classes : width;
+            long fanOut = l == depth ? Classes : width;
             var w = f.FanIn($"layer{l}.weight", [fanOut, fanIn]);
             var b = f.Constant($"layer{l}.bias", [fanOut], 0);
             _layers.Add((w, b));
@@ -50,11 +46,8 @@ public sealed class FashionMlp : IModel
         Parameters = f.Parameters;
     }
 
-    public IReadOnlyList<ModelParameter> Parameters { get; }
-    public Dataset Train { get; }
-    public Dataset? Test { get; }
 
-    private Tensor Forward(Tensor x)
+    protected override Tensor Forward(Tensor x)
     {
         for (int l = 0; l < _layers.Count; l++)
         {
@@ -64,18 +57,4 @@ public sealed class FashionMlp : IModel
         return x;
     }
 
-    public Tensor Loss(Dataset batch) => Losses.Classification(_loss, Forward(batch.Inputs!), batch.Targets!, _classes);
-
-    public double? Accuracy(Dataset batch)
-    {
-        using var _ = no_grad();
-        using var scope = NewDisposeScope();
-        return Losses.Accuracy(Forward(batch.Inputs!), batch.Targets!);
-    }
-
-    public void Dispose()
-    {
-        foreach (var p in Parameters) p.Tensor.Dispose();
-        ImageData.Dispose(Train, Test);
-    }
 }

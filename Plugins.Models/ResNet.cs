@@ -36,7 +36,7 @@ public sealed class ResNetPlugin : IModelPlugin
     public IModel Create(ModelContext context) => new ResNet(context);
 }
 
-public sealed class ResNet : IModel
+public sealed class ResNet : ImageClassifier
 {
     private sealed record Norm(Tensor Gain, Tensor Bias);
     private sealed record Block(Norm? Norm1, Tensor Conv1, int Stride, Norm? Norm2, Tensor Conv2, Tensor? Shortcut, Tensor? Alpha);
@@ -45,13 +45,11 @@ public sealed class ResNet : IModel
     private readonly List<Block> _blocks = new();
     private readonly Norm? _finalNorm;
     private readonly Tensor _fcW, _fcB;
-    private readonly string _loss;
-    private readonly int _classes, _groups, _stemStride;
+    private readonly int _groups, _stemStride;
 
-    public ResNet(ModelContext ctx)
+    public ResNet(ModelContext ctx) : base(ctx, flatten: false)
     {
         var hp = ctx.Hyperparameters;
-        _loss = hp.Choice("loss");
         string norm = hp.Choice("norm");
         _groups = norm == ResNetPlugin.NormGroup ? (int)hp.Integer("norm_groups") : 1;
         int baseWidth = (int)hp.Integer("base_width"), widen = (int)hp.Integer("widen"), blocks = (int)hp.Integer("blocks_per_group");
@@ -62,8 +60,7 @@ public sealed class ResNet : IModel
         if (norm == ResNetPlugin.NormGroup && (baseWidth % _groups != 0 || widths.Any(w => w % _groups != 0)))
             throw new ArgumentException($"norm_groups {_groups} must divide every width ({baseWidth}, {string.Join(", ", widths)})");
 
-        var data = ImageData.Load(ctx, flatten: false);
-        (Train, Test, _classes) = (data.Train, data.Test, data.Classes);
+        var data = Data;
         var f = new ParameterFactory(ctx);
         Norm? MakeNorm(string name, long c) => norm == ResNetPlugin.NormNone ? null
             : new Norm(f.Constant($"{name}.gain", [c], 1), f.Constant($"{name}.bias", [c], 0));
@@ -86,14 +83,11 @@ public sealed class ResNet : IModel
                 channels = outC;
             }
         _finalNorm = MakeNorm("final.norm", channels);
-        _fcW = f.FanIn("fc.weight", [_classes, channels]);
-        _fcB = f.Constant("fc.bias", [_classes], 0);
+        _fcW = f.FanIn("fc.weight", [Classes, channels]);
+        _fcB = f.Constant("fc.bias", [Classes], 0);
         Parameters = f.Parameters;
     }
 
-    public IReadOnlyList<ModelParameter> Parameters { get; }
-    public Dataset Train { get; }
-    public Dataset? Test { get; }
 
     private Tensor Act(Tensor x, Norm? norm) => (norm is null ? x : Norms.Group(x, _groups, norm.Gain, norm.Bias)).relu();
 
@@ -103,7 +97,7 @@ public sealed class ResNet : IModel
         return nn.functional.conv2d(x, w, strides: [stride, stride], padding: [pad, pad]);
     }
 
-    private Tensor Forward(Tensor x)
+    protected override Tensor Forward(Tensor x)
     {
         x = Conv(x, _stem, _stemStride);
         foreach (var b in _blocks)
@@ -117,18 +111,4 @@ public sealed class ResNet : IModel
         return nn.functional.linear(x, _fcW, _fcB);
     }
 
-    public Tensor Loss(Dataset batch) => Losses.Classification(_loss, Forward(batch.Inputs!), batch.Targets!, _classes);
-
-    public double? Accuracy(Dataset batch)
-    {
-        using var _ = no_grad();
-        using var scope = NewDisposeScope();
-        return Losses.Accuracy(Forward(batch.Inputs!), batch.Targets!);
-    }
-
-    public void Dispose()
-    {
-        foreach (var p in Parameters) p.Tensor.Dispose();
-        ImageData.Dispose(Train, Test);
-    }
 }
