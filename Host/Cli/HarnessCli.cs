@@ -27,6 +27,11 @@ public static class HarnessCli
     private static readonly Option<string?> MetricsUrl = new("--metrics-url") { Description = "address serving /metrics, e.g. http://127.0.0.1:9464; port 0 = any free port; 'none' = off (run only)" };
     private static readonly Option<int?> Threads = new("--threads") { Description = "libtorch threads (default: all cores)" };
     private static readonly Option<bool> NoProgress = new("--no-progress") { Description = "log lines instead of live progress bars" };
+    private static readonly Option<int?> WorkersOption = new("--workers") { Description = "runs executed at once, each in a worker process (default 1)" };
+    private static readonly Option<string?> ApiToken = new("--api-token") { Description = "bearer token for the API (or HARNESS_API_TOKEN); required off loopback" };
+    private static readonly Option<double?> RunTimeLimit = new("--run-time-limit") { Description = "wall-time limit of one run in seconds (0 = none)" };
+    private static readonly Option<long?> RunMemoryLimit = new("--run-memory-limit") { Description = "resident-memory limit of one worker in MiB (0 = none)" };
+    private static readonly Option<double?> Grace = new("--grace") { Description = "seconds workers get to flush on SIGTERM/Ctrl-C before they are killed (default 20)" };
     private static readonly Option<string?> ShardOption = new("--shard") { Description = "run only shard i of N (i/N, 0-based); default: from Slurm array or Kubernetes indexed-Job variables, else all" };
 
     public static RootCommand Build()
@@ -43,7 +48,8 @@ public static class HarnessCli
         root.Subcommands.Add(demo);
 
         var inbox = new Option<string?>("--inbox") { Description = "folder watched for matrix files (default: ./inbox)" };
-        var serve = new Command("serve", "Run as a service: keep /metrics up and execute matrix files dropped into the inbox.") { Plugins, Results, MetricsUrl, Threads, inbox };
+        var serve = new Command("serve", "Run as a service: HTTP API, /metrics, hot plugin folder; matrices from the API or the inbox run in worker processes.")
+            { Plugins, Results, MetricsUrl, Threads, inbox, WorkersOption, ApiToken, RunTimeLimit, RunMemoryLimit, Grace };
         serve.SetAction((p, ct) => Serve(p, p.GetValue(inbox), ct));
         root.Subcommands.Add(serve);
 
@@ -68,6 +74,7 @@ public static class HarnessCli
         });
         root.Subcommands.Add(summary);
         root.Subcommands.Add(BenchCommand.Create(Plugins));
+        root.Subcommands.Add(Workers.WorkerCommand.Create());
         return root;
     }
 
@@ -84,6 +91,12 @@ public static class HarnessCli
         if (p.GetValue(MetricsUrl) is { } m) o.MetricsUrl = m;
         if (p.GetValue(Threads) is { } t) o.Threads = t;
         if (inbox is not null) o.InboxDirectory = inbox;
+        if (Environment.GetEnvironmentVariable("HARNESS_API_TOKEN") is { Length: > 0 } envToken) o.ApiToken = envToken;
+        if (p.GetValue(ApiToken) is { } tok) o.ApiToken = tok;
+        if (p.GetValue(WorkersOption) is { } w) o.Workers = w;
+        if (p.GetValue(RunTimeLimit) is { } rt) o.RunTimeLimitSeconds = rt;
+        if (p.GetValue(RunMemoryLimit) is { } rm) o.RunMemoryLimitMb = rm;
+        if (p.GetValue(Grace) is { } g) o.ShutdownGraceSeconds = g;
         var check = new HarnessOptionsValidator().Validate(null, o);
         if (check.Failed) throw new OptionsValidationException(HarnessOptions.Section, typeof(HarnessOptions), check.Failures);
         return o;
@@ -108,7 +121,21 @@ public static class HarnessCli
         builder.Logging.AddFilter("Microsoft", LogLevel.Warning);
         builder.Services.AddSingleton(Microsoft.Extensions.Options.Options.Create(o));
         builder.Services.AddSingleton<IValidateOptions<HarnessOptions>, HarnessOptionsValidator>();
-        builder.Services.AddSingleton(sp => PluginCatalog.Load(o.PluginDirectory, sp.GetRequiredService<ILoggerFactory>().CreateLogger("plugins")));
+        if (serve)
+        {
+            // The service: hot plugin folder, one queue for API and inbox, runs in supervised worker processes.
+            builder.Services.AddSingleton<Service.IOptimizerGate, Service.PassThroughGate>();
+            builder.Services.AddSingleton<Service.PluginRegistry>();
+            builder.Services.AddHostedService(sp => sp.GetRequiredService<Service.PluginRegistry>());
+            builder.Services.AddSingleton(sp => sp.GetRequiredService<Service.PluginRegistry>().Catalog);
+            builder.Services.AddSingleton<Workers.WorkerPool>();
+            builder.Services.AddSingleton<Service.MatrixService>();
+            builder.Services.AddHostedService(sp => sp.GetRequiredService<Service.MatrixService>());
+            builder.Services.Configure<HostOptions>(h => h.ShutdownTimeout = TimeSpan.FromSeconds(o.ShutdownGraceSeconds + 10));
+            builder.WebHost.ConfigureKestrel(k => k.Limits.MaxRequestBodySize = o.MaxRequestBodyBytes);
+        }
+        else
+            builder.Services.AddSingleton(sp => PluginCatalog.Load(o.PluginDirectory, sp.GetRequiredService<ILoggerFactory>().CreateLogger("plugins")));
         builder.Services.AddSingleton<HarnessMetrics>();
         builder.Services.AddSingleton<MatrixRunner>();
         builder.Services.AddOpenTelemetry().WithMetrics(m => m
@@ -120,6 +147,7 @@ public static class HarnessCli
         var app = builder.Build();
         app.UseOpenTelemetryPrometheusScrapingEndpoint();
         app.MapGet("/healthz", () => Microsoft.AspNetCore.Http.Results.Text("ok"));
+        if (serve) Service.ServiceApi.Map(app, o);
         return app;
     }
 
@@ -192,11 +220,17 @@ public static class HarnessCli
         try { o = Options(p, inbox); }
         catch (OptionsValidationException e) { Console.Error.WriteLine("error: " + e.Message); return 2; }
         if (o.MetricsUrl == "none") { Console.Error.WriteLine("error: serve needs an HTTP address (--metrics-url)"); return 2; }
+        if (!Service.ServiceApi.IsLoopback(o.MetricsUrl) && string.IsNullOrEmpty(o.ApiToken))
+        {
+            Console.Error.WriteLine($"error: {o.MetricsUrl} is not a loopback address; a service reachable from other machines needs an API token (--api-token or HARNESS_API_TOKEN)");
+            return 2;
+        }
         await using var app = BuildWebHost(o, serve: true);
         _ = app.Services.GetRequiredService<PluginCatalog>();
         await app.StartAsync(ct);
         app.Services.GetRequiredService<ILoggerFactory>().CreateLogger("harness")
-            .LogInformation("serving: metrics at {Url}/metrics, health at {Url}/healthz, inbox {Inbox}", BoundAddress(app), BoundAddress(app), Path.GetFullPath(o.InboxDirectory));
+            .LogInformation("serving: API at {Url}/api, metrics at {Url}/metrics, health at {Url}/healthz, inbox {Inbox}, {Workers} worker(s)",
+                BoundAddress(app), BoundAddress(app), BoundAddress(app), Path.GetFullPath(o.InboxDirectory), o.Workers);
         await app.WaitForShutdownAsync(ct);
         return 0;
     }

@@ -16,10 +16,17 @@ public interface IRunProgress
 {
     void RunStarted(RunCell cell, long steps) { }
     void RunStep(RunCell cell, long step, double loss, IReadOnlyDictionary<string, double> probes) { }
+    /// <summary>Everything measured at one step (sent by worker processes to the host, which updates the metrics).</summary>
+    void RunStepReport(RunCell cell, StepReport report) { }
     void RunEnded(RunCell cell, RunManifest manifest) { }
     /// <summary>The cell had finished in an earlier invocation and is not run again.</summary>
     void RunSkipped(RunCell cell, RunManifest manifest) { }
 }
+
+/// <summary>One step of a run as reported to <see cref="IRunProgress.RunStepReport"/>. StepSeconds is null for the
+/// final row (no update); ProbeSeconds holds the wall time of each probe measured at this step.</summary>
+public sealed record StepReport(long Step, long Steps, double Loss, double GradNorm, double LearningRate, double Threshold,
+    double? StepSeconds, IReadOnlyDictionary<string, double> Probes, IReadOnlyDictionary<string, double> ProbeSeconds);
 
 /// <summary>
 /// Executes one cell in this process: builds the model, optimizer and probes from their plugins, trains, measures
@@ -141,6 +148,7 @@ public sealed class RunExecutor(PluginCatalog plugins, HarnessMetrics metrics, I
             using var scope = NewDisposeScope();
             var row = new double?[columns.Count];
             var probeValues = new Dictionary<string, double>();
+            var probeSeconds = new Dictionary<string, double>();
             foreach (var (ps, _, probe) in probes)
             {
                 if (!last && t % ps.Every != 0) continue;
@@ -157,6 +165,7 @@ public sealed class RunExecutor(PluginCatalog plugins, HarnessMetrics metrics, I
                 row[index[$"probe_{ps.Name}_seconds"]] = seconds;
                 row[index[$"probe_{ps.Name}_hvps"]] = objective.HessianProducts;
                 metrics.RecordProbe(gauges, ps.Name, seconds);
+                probeSeconds[ps.Name] = seconds;
                 foreach (var (name, value) in values)
                 {
                     if (!index.TryGetValue(name, out int col)) continue;
@@ -166,7 +175,7 @@ public sealed class RunExecutor(PluginCatalog plugins, HarnessMetrics metrics, I
                 }
             }
 
-            var stepObjective = new TorchObjective(model, last ? model.Train : batches.Next());
+            var stepObjective = new TorchObjective(model, last ? model.Train : batches.At(t));
             var stepWatch = Stopwatch.StartNew();
             var eval = stepObjective.Evaluate();
             double gradNorm = ParameterVectors.Norm(eval.Gradient);
@@ -194,6 +203,7 @@ public sealed class RunExecutor(PluginCatalog plugins, HarnessMetrics metrics, I
             gauges.Progress = (double)t / steps;
             if (!last) metrics.RecordStep(gauges, stepSeconds);
             progress.RunStep(cell, t, eval.Loss, probeValues);
+            progress.RunStepReport(cell, new StepReport(t, steps, eval.Loss, gradNorm, lr, threshold, last ? null : stepSeconds, probeValues, probeSeconds));
 
             initialLoss ??= eval.Loss;
             if (!double.IsFinite(eval.Loss) || !double.IsFinite(gradNorm))
@@ -267,24 +277,32 @@ public sealed class RunExecutor(PluginCatalog plugins, HarnessMetrics metrics, I
     }
 }
 
-/// <summary>Full batch, or mini-batches drawn without replacement from a permutation per epoch (seeded by data_seed).</summary>
+/// <summary>Full batch, or mini-batches drawn without replacement from a permutation per epoch (seeded by data_seed).
+/// The batch of step t is a pure function of t (epoch = t / batches_per_epoch), so a run resumed from a checkpoint
+/// sees exactly the batches it would have seen.</summary>
 public sealed class BatchSampler(Dataset train, int? batchSize, long seed)
 {
     private Tensor? _perm;
-    private long _pos;
-    private long _epoch;
+    private long _permEpoch = -1;
+    private long _next;
 
-    public Dataset Next()
+    /// <summary>The batch of the next step (steps counted from 0 by this sampler).</summary>
+    public Dataset Next() => At(_next++);
+
+    /// <summary>The batch of step <paramref name="step"/>.</summary>
+    public Dataset At(long step)
     {
         if (batchSize is not { } b || b >= train.Count || train.Inputs is null) return train;
-        if (_perm is null || _pos + b > train.Count)
+        long perEpoch = train.Count / b;
+        long epoch = step / perEpoch;
+        if (_perm is null || _permEpoch != epoch)
         {
             _perm?.Dispose();
-            _perm = randperm(train.Count, generator: new torch.Generator((ulong)(seed * 1_000_003 + _epoch++))).DetachFromDisposeScope();
-            _pos = 0;
+            _perm = randperm(train.Count, generator: new torch.Generator((ulong)(seed * 1_000_003 + epoch))).DetachFromDisposeScope();
+            _permEpoch = epoch;
         }
-        var idx = _perm.narrow(0, _pos, b);
-        _pos += b;
+        _next = step + 1;
+        var idx = _perm.narrow(0, (step % perEpoch) * b, b);
         return train.Select(idx);
     }
 }
