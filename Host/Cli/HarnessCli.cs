@@ -32,6 +32,7 @@ public static class HarnessCli
     private static readonly Option<double?> RunTimeLimit = new("--run-time-limit") { Description = "wall-time limit of one run in seconds (0 = none)" };
     private static readonly Option<long?> RunMemoryLimit = new("--run-memory-limit") { Description = "resident-memory limit of one worker in MiB (0 = none)" };
     private static readonly Option<double?> Grace = new("--grace") { Description = "seconds workers get to flush on SIGTERM/Ctrl-C before they are killed (default 20)" };
+    private static readonly Option<long?> MaxBody = new("--max-request-body") { Description = "largest accepted request body in bytes (default 1048576)" };
     private static readonly Option<string?> ShardOption = new("--shard") { Description = "run only shard i of N (i/N, 0-based); default: from Slurm array or Kubernetes indexed-Job variables, else all" };
 
     public static RootCommand Build()
@@ -49,7 +50,7 @@ public static class HarnessCli
 
         var inbox = new Option<string?>("--inbox") { Description = "folder watched for matrix files (default: ./inbox)" };
         var serve = new Command("serve", "Run as a service: HTTP API, /metrics, hot plugin folder; matrices from the API or the inbox run in worker processes.")
-            { Plugins, Results, MetricsUrl, Threads, inbox, WorkersOption, ApiToken, RunTimeLimit, RunMemoryLimit, Grace };
+            { Plugins, Results, MetricsUrl, Threads, inbox, WorkersOption, ApiToken, RunTimeLimit, RunMemoryLimit, Grace, MaxBody };
         serve.SetAction((p, ct) => Serve(p, p.GetValue(inbox), ct));
         root.Subcommands.Add(serve);
 
@@ -97,6 +98,7 @@ public static class HarnessCli
         if (p.GetValue(RunTimeLimit) is { } rt) o.RunTimeLimitSeconds = rt;
         if (p.GetValue(RunMemoryLimit) is { } rm) o.RunMemoryLimitMb = rm;
         if (p.GetValue(Grace) is { } g) o.ShutdownGraceSeconds = g;
+        if (p.GetValue(MaxBody) is { } mb) o.MaxRequestBodyBytes = mb;
         var check = new HarnessOptionsValidator().Validate(null, o);
         if (check.Failed) throw new OptionsValidationException(HarnessOptions.Section, typeof(HarnessOptions), check.Failures);
         return o;

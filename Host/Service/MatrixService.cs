@@ -153,7 +153,7 @@ public sealed class MatrixService(PluginRegistry plugins, WorkerPool pool, Harne
     {
         info.Status = m.Status.ToString().ToLowerInvariant();
         info.Reason = m.Reason;
-        info.Step = m.StepsCompleted;
+        info.Step = Math.Max(info.Step, m.StepsCompleted);
         if (m.Final.TryGetValue("train_loss", out var l)) info.Loss = l;
     }
 
