@@ -29,7 +29,7 @@ public sealed class ServiceApiTests
 
         // Body size limit.
         var big = "# " + new string('x', 200_000) + "\nname: big\n";
-        var tooLarge = svc.Send(HttpMethod.Post, "/api/matrices", big, Token);
+        var tooLarge = svc.Send(HttpMethod.Post, "/api/matrices", big, Token, expectContinue: true);
         Assert.AreEqual(HttpStatusCode.RequestEntityTooLarge, tooLarge.StatusCode);
 
         // A name with ../ is refused by the matrix validation, with its location.

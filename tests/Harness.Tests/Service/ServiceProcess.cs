@@ -96,9 +96,11 @@ public sealed class ServiceProcess : IDisposable
 
     public HttpResponseMessage Get(string path, string? token = null) => Send(HttpMethod.Get, path, null, token);
 
-    public HttpResponseMessage Send(HttpMethod method, string path, string? body, string? token = null, string contentType = "application/yaml")
+    public HttpResponseMessage Send(HttpMethod method, string path, string? body, string? token = null, string contentType = "application/yaml", bool expectContinue = false)
     {
         var req = new HttpRequestMessage(method, Url + path);
+        // Expect: 100-continue (as curl sends for large bodies) lets the server refuse before the body is sent.
+        if (expectContinue) req.Headers.ExpectContinue = true;
         if (body is not null) req.Content = new StringContent(body, Encoding.UTF8, contentType);
         if (token is not null) req.Headers.Authorization = new AuthenticationHeaderValue("Bearer", token);
         return Http.Send(req);
