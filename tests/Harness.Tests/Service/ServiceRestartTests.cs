@@ -15,7 +15,7 @@ public sealed class ServiceRestartTests
         optimizers:
           - name: gd
             hyperparameters: { lr: [0.01, 0.02, 0.03] }
-        training: { steps: 2500 }
+        training: { steps: 8000 }
         """;
 
     private static JsonObject? Running(JsonObject matrix) =>
@@ -49,7 +49,7 @@ public sealed class ServiceRestartTests
         svc.WaitReady();
         var done = svc.WaitMatrix("restart", "completed", TimeSpan.FromSeconds(300));
         Assert.AreEqual(3, (int)done["runs_by_status"]!["completed"]!, done.ToJsonString());
-        AssertEachRunOnceWithoutDuplicateSteps(svc, 3, 2500);
+        AssertEachRunOnceWithoutDuplicateSteps(svc, 3, 8000);
         Assert.AreEqual(1, Directory.GetFiles(Path.Combine(svc.Results, "restart", victimId, "attempts")).Length,
             "the interrupted attempt's trace is kept aside");
     }
@@ -76,7 +76,7 @@ public sealed class ServiceRestartTests
         svc.Start();
         svc.WaitReady();
         svc.WaitMatrix("restart", "completed", TimeSpan.FromSeconds(300));
-        AssertEachRunOnceWithoutDuplicateSteps(svc, 3, 2500);
+        AssertEachRunOnceWithoutDuplicateSteps(svc, 3, 8000);
     }
 
     private static void AssertEachRunOnceWithoutDuplicateSteps(ServiceProcess svc, int runs, long steps)
