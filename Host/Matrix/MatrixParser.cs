@@ -181,7 +181,7 @@ public sealed partial class MatrixParser(PluginCatalog plugins)
             Error(node ?? root, "training", "required: a mapping with at least 'steps'");
             return new TrainingSpec(1, null, null, 1e3);
         }
-        CheckKeys(m, "training", "steps", "batch_size", "target_loss", "divergence_factor");
+        CheckKeys(m, "training", "steps", "batch_size", "target_loss", "divergence_factor", "checkpoint_every");
         long steps = Number(m, "steps", "training.steps", required: true, min: 1, integer: true) is { } s ? (long)s : 1;
         int? batch = null;
         if (Get(m, "batch_size") is { } b)
@@ -191,7 +191,8 @@ public sealed partial class MatrixParser(PluginCatalog plugins)
         }
         double? target = Number(m, "target_loss", "training.target_loss", min: 0);
         double divergence = Number(m, "divergence_factor", "training.divergence_factor", min: 1) ?? 1e3;
-        return new TrainingSpec(steps, batch, target, divergence);
+        long checkpointEvery = (long)(Number(m, "checkpoint_every", "training.checkpoint_every", min: 0, integer: true) ?? 0);
+        return new TrainingSpec(steps, batch, target, divergence, checkpointEvery);
     }
 
     private (int, long) ProbeSet(YamlMappingNode root)

@@ -30,7 +30,9 @@ public sealed record ProbeSpec(string Name, int Every, IReadOnlyDictionary<strin
 /// <param name="BatchSize">Examples per step; null = full batch.</param>
 /// <param name="TargetLoss">Stop (status completed) when the training loss falls to this value.</param>
 /// <param name="DivergenceFactor">Stop (status diverged) when the loss exceeds this factor times the initial loss.</param>
-public sealed record TrainingSpec(long Steps, int? BatchSize, double? TargetLoss, double DivergenceFactor);
+/// <param name="CheckpointEvery">Save parameters + optimizer state every N steps (0 = never), so an interrupted run
+/// resumes from there. Not part of the run's configuration (it does not change results).</param>
+public sealed record TrainingSpec(long Steps, int? BatchSize, double? TargetLoss, double DivergenceFactor, long CheckpointEvery = 0);
 
 /// <summary>A parsed, validated matrix file.</summary>
 public sealed record MatrixSpec(

@@ -39,12 +39,18 @@ public sealed class RunExecutor(PluginCatalog plugins, HarnessMetrics metrics, I
     /// <summary>Fixed trace columns, before the probe columns (see README, "Parquet schema").</summary>
     public static readonly string[] FixedColumns = ["time_s", "lr", "threshold", "train_loss", "grad_norm", "step_seconds"];
 
+    // Set by Execute for Train (kept out of Train's signature): the run folder and the checkpoint to resume from.
+    private string _runDir = "";
+    private RunCheckpoint? _resume;
+
     public RunManifest Execute(RunCell cell, string runDir, IRunProgress progress, CancellationToken ct)
     {
         Directory.CreateDirectory(runDir);
         string manifestPath = Path.Combine(runDir, "manifest.json");
         string tracePath = Path.Combine(runDir, "trace.parquet");
-        KeepPreviousAttempt(runDir, tracePath);
+        _runDir = runDir;
+        _resume = RunCheckpoint.TryLoad(runDir);
+        string? previousTrace = KeepPreviousAttempt(runDir, tracePath);
 
         var spec = cell.Matrix;
         var device = ResolveDevice(spec.Device);
@@ -91,6 +97,13 @@ public sealed class RunExecutor(PluginCatalog plugins, HarnessMetrics metrics, I
                     .ToList();
                 gauges = metrics.StartRun(cell, probes.SelectMany(p => p.metrics.Select(m => m.Name)));
                 using var trace = new TraceWriter(tracePath, columns);
+                // Resume from a checkpoint: the new trace starts with the old rows of the steps before it.
+                if (_resume is { } cp && (previousTrace is null || RunCheckpoint.CopyRows(previousTrace, trace, cp.Step, manifest) != cp.Step))
+                {
+                    logger.LogWarning("run {Run}: checkpoint at step {Step} unusable (the previous trace lacks its rows); starting over", cell.RunId, cp.Step);
+                    _resume = null;
+                    RunCheckpoint.Delete(runDir);
+                }
                 Train(cell, model, optimizer, probes, trace, columns, manifest, manifestPath, gauges, progress, clock, ct);
             }
             finally
@@ -109,6 +122,7 @@ public sealed class RunExecutor(PluginCatalog plugins, HarnessMetrics metrics, I
             manifest.Reason = $"{e.GetType().Name}: {e.Message}";
             logger.LogError(e, "run {Run} ({Label}) failed", cell.RunId, cell.Label);
         }
+        if (manifest.IsFinished) RunCheckpoint.Delete(runDir);
         manifest.FinishedUtc = DateTime.UtcNow;
         manifest.WallSeconds = clock.Elapsed.TotalSeconds;
         manifest.Save(manifestPath);
@@ -139,8 +153,18 @@ public sealed class RunExecutor(PluginCatalog plugins, HarnessMetrics metrics, I
         var status = RunStatus.Completed;
         string reason = $"ran all {steps} steps";
 
+        long start = 0;
+        if (_resume is { } checkpoint)
+        {
+            previousUpdate = checkpoint.Restore(_runDir, model, optimizer, initial);
+            initialLoss = checkpoint.InitialLoss;
+            start = checkpoint.Step;
+            manifest.StepsCompleted = start;
+            logger.LogInformation("run {Run}: resuming from the checkpoint at step {Step}", cell.RunId, start);
+        }
+
         // Step t measures at θ_t (before the update of step t); the extra row t = steps holds the final point.
-        for (long t = 0; t <= steps; t++)
+        for (long t = start; t <= steps; t++)
         {
             ct.ThrowIfCancellationRequested();
             bool last = t == steps;
@@ -228,6 +252,12 @@ public sealed class RunExecutor(PluginCatalog plugins, HarnessMetrics metrics, I
             }
             manifest.StepsCompleted = last ? steps : t + 1;
             if (t % 200 == 0) manifest.Save(manifestPath);
+            if (!last && spec.Training.CheckpointEvery > 0 && (t + 1) % spec.Training.CheckpointEvery == 0 && t + 1 < steps)
+            {
+                trace.Flush(); // every row before the checkpoint is on disk before the checkpoint is
+                RunCheckpoint.Save(_runDir, t + 1, model, optimizer, initial, previousUpdate, initialLoss);
+                manifest.Save(manifestPath);
+            }
         }
         trace.Flush();
         manifest.Status = status;
@@ -254,12 +284,14 @@ public sealed class RunExecutor(PluginCatalog plugins, HarnessMetrics metrics, I
         return subset;
     }
 
-    private static void KeepPreviousAttempt(string runDir, string tracePath)
+    private static string? KeepPreviousAttempt(string runDir, string tracePath)
     {
-        if (!File.Exists(tracePath)) return;
+        if (!File.Exists(tracePath)) return null;
         var aside = Path.Combine(runDir, "attempts");
         Directory.CreateDirectory(aside);
-        File.Move(tracePath, Path.Combine(aside, $"trace.{DateTime.UtcNow:yyyyMMddTHHmmssfff}.parquet"));
+        var target = Path.Combine(aside, $"trace.{DateTime.UtcNow:yyyyMMddTHHmmssfff}.parquet");
+        File.Move(tracePath, target);
+        return target;
     }
 
     private static PluginUse Use(string kind, string name, PluginOrigin o) => new(kind, name, o.File, o.Sha256, o.AssemblyName, o.AssemblyVersion);

@@ -15,11 +15,11 @@ public sealed class ServiceRestartTests
         optimizers:
           - name: gd
             hyperparameters: { lr: [0.01, 0.02, 0.03] }
-        training: { steps: 8000 }
+        training: { steps: 8000, checkpoint_every: 1000 }
         """;
 
-    private static JsonObject? Running(JsonObject matrix) =>
-        matrix["runs"]!.AsArray().Select(r => r!.AsObject()).FirstOrDefault(r => (string?)r["status"] == "running" && (long)r["step"]! > 600);
+    private static JsonObject? Running(JsonObject matrix, long past = 600) =>
+        matrix["runs"]!.AsArray().Select(r => r!.AsObject()).FirstOrDefault(r => (string?)r["status"] == "running" && (long)r["step"]! > past);
 
     [TestMethod]
     public void KillDashNineMidMatrixThenRestartCompletesEachRunOnce()
@@ -33,9 +33,9 @@ public sealed class ServiceRestartTests
         svc.Until(() =>
         {
             var m = svc.Matrix("restart");
-            victim = Running(m);
+            victim = Running(m, past: 1500);
             return victim is not null && (int?)m["runs_by_status"]!["completed"] >= 1;
-        }, TimeSpan.FromSeconds(240), "one run completed and another past step 600");
+        }, TimeSpan.FromSeconds(240), "one run completed and another past step 1500 (a checkpoint at 1000)");
         string victimId = (string)victim!["run_id"]!;
 
         svc.Process!.Kill(); // SIGKILL, the host only
@@ -50,8 +50,12 @@ public sealed class ServiceRestartTests
         var done = svc.WaitMatrix("restart", "completed", TimeSpan.FromSeconds(300));
         Assert.AreEqual(3, (int)done["runs_by_status"]!["completed"]!, done.ToJsonString());
         AssertEachRunOnceWithoutDuplicateSteps(svc, 3, 8000);
-        Assert.AreEqual(1, Directory.GetFiles(Path.Combine(svc.Results, "restart", victimId, "attempts")).Length,
-            "the interrupted attempt's trace is kept aside");
+        var attempts = Directory.GetFiles(Path.Combine(svc.Results, "restart", victimId, "attempts"));
+        Assert.AreEqual(1, attempts.Length, "the interrupted attempt's trace is kept aside");
+        // The restarted run resumed from its checkpoint: the rows before it are the old attempt's (same time stamps).
+        var copied = ParquetQuery.Rows($"SELECT count(*) FROM read_parquet({ParquetQuery.Q(attempts[0])}) o JOIN " +
+            $"read_parquet({ParquetQuery.Q(Path.Combine(svc.Results, "restart", victimId, "trace.parquet"))}) n ON o.step = n.step AND o.time_s = n.time_s");
+        Assert.IsTrue(Convert.ToInt64(copied[0][0]) >= 1000, $"rows copied from the checkpointed attempt: {copied[0][0]}");
     }
 
     [TestMethod]
