@@ -32,6 +32,7 @@ public static class HarnessCli
     private static readonly Option<double?> RunTimeLimit = new("--run-time-limit") { Description = "wall-time limit of one run in seconds (0 = none)" };
     private static readonly Option<long?> RunMemoryLimit = new("--run-memory-limit") { Description = "resident-memory limit of one worker in MiB (0 = none)" };
     private static readonly Option<double?> Grace = new("--grace") { Description = "seconds workers get to flush on SIGTERM/Ctrl-C before they are killed (default 20)" };
+    private static readonly Option<bool> InProcess = new("--in-process") { Description = "execute runs in this process instead of worker processes (debugging; a native crash then ends the whole command)" };
     private static readonly Option<long?> MaxBody = new("--max-request-body") { Description = "largest accepted request body in bytes (default 1048576)" };
     private static readonly Option<string?> ShardOption = new("--shard") { Description = "run only shard i of N (i/N, 0-based); default: from Slurm array or Kubernetes indexed-Job variables, else all" };
 
@@ -40,11 +41,11 @@ public static class HarnessCli
         var root = new RootCommand("Optimizer benchmarking harness: training matrices, curvature probes, live metrics, Parquet traces.");
 
         var matrixArg = new Argument<string>("matrix") { Description = "matrix file (YAML or JSON)" };
-        var run = new Command("run", "Run a matrix file to completion (finished runs are skipped) and exit.") { matrixArg, Plugins, Results, MetricsUrl, Threads, NoProgress, ShardOption };
+        var run = new Command("run", "Run a matrix file to completion (finished runs are skipped) and exit.") { matrixArg, Plugins, Results, MetricsUrl, Threads, NoProgress, ShardOption, InProcess };
         run.SetAction((p, ct) => RunMatrix(p, p.GetValue(matrixArg)!, ct));
         root.Subcommands.Add(run);
 
-        var demo = new Command("demo", "Run the built-in demo matrix (edge of stability of full-batch GD on Fashion-MNIST).") { Plugins, Results, MetricsUrl, Threads, NoProgress };
+        var demo = new Command("demo", "Run the built-in demo matrix (edge of stability of full-batch GD on Fashion-MNIST).") { Plugins, Results, MetricsUrl, Threads, NoProgress, InProcess };
         demo.SetAction((p, ct) => RunMatrix(p, ExtractDemo(), ct));
         root.Subcommands.Add(demo);
 
@@ -139,6 +140,7 @@ public static class HarnessCli
         else
             builder.Services.AddSingleton(sp => PluginCatalog.Load(o.PluginDirectory, sp.GetRequiredService<ILoggerFactory>().CreateLogger("plugins")));
         builder.Services.AddSingleton<HarnessMetrics>();
+        if (!serve) builder.Services.AddSingleton<Workers.WorkerPool>();
         builder.Services.AddSingleton<MatrixRunner>();
         builder.Services.AddOpenTelemetry().WithMetrics(m => m
             .AddMeter(HarnessMetrics.MeterName)
@@ -196,6 +198,29 @@ public static class HarnessCli
         if (o.MetricsUrl != "none")
             log.LogInformation("metrics at {Url}/metrics", BoundAddress(app));
 
+        // Each run in a worker process (a native crash fails only that run), unless --in-process.
+        Func<RunCell, string, Training.IRunProgress, CancellationToken, RunManifest>? execute = null;
+        if (!p.GetValue(InProcess))
+        {
+            var pool = app.Services.GetRequiredService<Workers.WorkerPool>();
+            var metricsSink = new Service.MetricsProgress(app.Services.GetRequiredService<HarnessMetrics>(), () => catalog);
+            string matrixFile = Path.GetFullPath(matrixPath);
+            execute = (cell, runDir, progress, token) =>
+            {
+                try
+                {
+                    return pool.RunAsync(new Workers.WorkerRequest(cell, matrixFile, runDir), new Workers.CompositeProgress(progress, metricsSink),
+                        token, CancellationToken.None).GetAwaiter().GetResult();
+                }
+                catch (OperationCanceledException)
+                {
+                    var m = RunManifest.TryLoad(Path.Combine(runDir, "manifest.json")) ?? Workers.WorkerPool.NewManifest(cell);
+                    m.Status = RunStatus.Interrupted;
+                    m.Reason = "interrupted before it started";
+                    return m;
+                }
+            };
+        }
         bool interactive = !p.GetValue(NoProgress) && AnsiConsole.Profile.Capabilities.Interactive && !Console.IsOutputRedirected;
         MatrixOutcome outcome;
         if (interactive)
@@ -203,10 +228,10 @@ public static class HarnessCli
             int count = MatrixExpander.Expand(spec).Count(c => (shard ?? Shard.All).Contains(c));
             outcome = AnsiConsole.Progress().AutoClear(false).HideCompleted(false)
                 .Columns(new TaskDescriptionColumn { Alignment = Justify.Left }, new ProgressBarColumn(), new PercentageColumn(), new RemainingTimeColumn(), new SpinnerColumn())
-                .Start(ctx => runner.Run(spec, new SpectreProgress(ctx, count), ct, shard));
+                .Start(ctx => runner.Run(spec, new SpectreProgress(ctx, count), ct, shard, execute));
         }
         else
-            outcome = runner.Run(spec, new LogProgress(log), ct, shard);
+            outcome = runner.Run(spec, new LogProgress(log), ct, shard, execute);
         SummaryTable.Print(outcome);
         await app.StopAsync(CancellationToken.None);
         if (ct.IsCancellationRequested) { Console.Error.WriteLine("interrupted: unfinished runs are marked 'interrupted' and run again next time"); return 130; }
