@@ -9,10 +9,10 @@ namespace Harness.Tests.Service;
 public sealed class ServiceIsolationTests
 {
     [TestMethod]
-    public void NativeAbortAndMemoryHogFailOnlyTheirRuns()
+    public void NativeAbortMemoryHogAndTimeLimitFailOnlyTheirRuns()
     {
         using var svc = new ServiceProcess("svc-isolation", withAbortingPlugin: true);
-        svc.Start("--run-memory-limit", "1500");
+        svc.Start("--run-memory-limit", "1500", "--run-time-limit", "25");
         svc.WaitReady();
         var submitted = svc.Submit("""
             name: isolation
@@ -26,9 +26,11 @@ public sealed class ServiceIsolationTests
                 hyperparameters: { lr: 0.1, abort_at_step: 3 }
               - name: abort_gd
                 hyperparameters: { lr: 0.05, hog_at_step: 0 }
+              - name: abort_gd
+                hyperparameters: { lr: 0.02, sleep_ms: 200 }
             training: { steps: 300 }
             """);
-        Assert.AreEqual(4, submitted["runs"]!.AsArray().Count);
+        Assert.AreEqual(5, submitted["runs"]!.AsArray().Count);
 
         var matrix = svc.WaitMatrix("isolation", "completed", TimeSpan.FromSeconds(240));
         var runs = matrix["runs"]!.AsArray().Select(r => r!.AsObject()).ToList();
@@ -45,6 +47,10 @@ public sealed class ServiceIsolationTests
         Assert.AreEqual("failed", (string?)hog["status"]);
         StringAssert.Contains((string)hog["reason"]!, "memory limit");
 
+        var slow = runs.Single(r => ((string)r["label"]!).Contains("sleep_ms=200"));
+        Assert.AreEqual("failed", (string?)slow["status"]);
+        StringAssert.Contains((string)slow["reason"]!, "time limit");
+
         // The run's details point at the recorded stderr tail; the manifest on disk says the same.
         var details = svc.Json(svc.Get("/api/runs/" + (string)aborted["run_id"]!));
         Assert.IsNotNull((string?)details["worker_stderr"], details.ToJsonString());
@@ -56,17 +62,19 @@ public sealed class ServiceIsolationTests
         var statuses = ParquetQuery.Rows($"SELECT status, count(*) FROM read_parquet({ParquetQuery.Q(summary)}) GROUP BY status ORDER BY status")
             .ToDictionary(r => (string)r[0]!, r => Convert.ToInt64(r[1]));
         Assert.AreEqual(2L, statuses["completed"]);
-        Assert.AreEqual(2L, statuses["failed"]);
+        Assert.AreEqual(3L, statuses["failed"]);
 
-        // The service is still up and takes more work after the crashes.
+        // The service is still up and takes more work after the crashes, also from the inbox (the same queue).
         Assert.AreEqual(HttpStatusCode.OK, svc.Get("/healthz").StatusCode);
-        svc.Submit("""
+        File.WriteAllText(Path.Combine(svc.Root, "inbox", "after-crash.yaml"), """
             name: after-crash
             models: [ { name: quadratic } ]
             optimizers: [ { name: gd } ]
             training: { steps: 5 }
             """);
+        svc.Until(() => svc.Get("/api/matrices/after-crash").StatusCode == HttpStatusCode.OK, TimeSpan.FromSeconds(30), "the inbox file queued");
         var after = svc.WaitMatrix("after-crash", "completed", TimeSpan.FromSeconds(120));
         Assert.AreEqual(1, (int)after["runs_by_status"]!["completed"]!);
+        Assert.IsTrue(File.Exists(Path.Combine(svc.Root, "inbox", "done", "after-crash.yaml")));
     }
 }

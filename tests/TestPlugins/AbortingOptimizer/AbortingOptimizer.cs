@@ -8,7 +8,8 @@ using static TorchSharp.torch;
 namespace Harness.TestPlugins;
 
 /// <summary>Gradient descent that calls libc abort() (a native crash, like a libtorch assertion) at step
-/// abort_at_step (-1 = never), or allocates memory without bound from step hog_at_step (-1 = never).</summary>
+/// abort_at_step (-1 = never), allocates memory without bound from step hog_at_step (-1 = never), or sleeps
+/// sleep_ms per step.</summary>
 public sealed class AbortingOptimizerPlugin : IOptimizerPlugin
 {
     public string Name => "abort_gd";
@@ -18,13 +19,14 @@ public sealed class AbortingOptimizerPlugin : IOptimizerPlugin
         HyperparameterSpec.Real("lr", 0.01, "learning rate η", min: 0, minExclusive: true),
         HyperparameterSpec.Integer("abort_at_step", -1, "step at which Step calls abort() (-1 = never)", min: -1),
         HyperparameterSpec.Integer("hog_at_step", -1, "step from which Step allocates 64 MiB per step and keeps it (-1 = never)", min: -1),
+        HyperparameterSpec.Integer("sleep_ms", 0, "milliseconds Step sleeps (a slow run, for time limits)", min: 0),
     ];
 
     public IOptimizer Create(IReadOnlyList<Tensor> parameters, HyperparameterValues hp) =>
-        new AbortingOptimizer(parameters, hp.Real("lr"), hp.Integer("abort_at_step"), hp.Integer("hog_at_step"));
+        new AbortingOptimizer(parameters, hp.Real("lr"), hp.Integer("abort_at_step"), hp.Integer("hog_at_step"), hp.Integer("sleep_ms"));
 }
 
-public sealed class AbortingOptimizer(IReadOnlyList<Tensor> parameters, double lr, long abortAt, long hogAt) : IOptimizer
+public sealed class AbortingOptimizer(IReadOnlyList<Tensor> parameters, double lr, long abortAt, long hogAt, long sleepMs) : IOptimizer
 {
     [DllImport("libc", EntryPoint = "abort")]
     private static extern void NativeAbort();
@@ -41,6 +43,7 @@ public sealed class AbortingOptimizer(IReadOnlyList<Tensor> parameters, double l
     public StepResult Step(IObjective objective)
     {
         if (_t == abortAt) NativeAbort();
+        if (sleepMs > 0) Thread.Sleep((int)sleepMs);
         if (hogAt >= 0 && _t >= hogAt)
         {
             var block = new byte[64 << 20];
