@@ -110,6 +110,7 @@ public sealed class ApiLatencyBenchmark : IBenchmark
         int rounds = context.Quick ? 2 : 10;
         using var svc = new BenchService(context.PluginDirectory);
         output.WriteLine($"service {svc.Url}, {Concurrency} concurrent requests per round, {rounds} round(s); matrices of one 1-step quadratic run");
+        output.WriteLine("submit: while the queue executes the submitted matrices (1 worker); list/get/plugins: after cancelling them, queue idle");
         // Warm-up (JIT, connection pool).
         for (int i = 0; i < 5; i++) svc.Http.GetStringAsync(svc.Url + "/api/matrices").GetAwaiter().GetResult();
         var submit = Burst(rounds, i => svc.Post("/api/matrices", $$"""
@@ -118,10 +119,23 @@ public sealed class ApiLatencyBenchmark : IBenchmark
             optimizers: [ { name: gd, hyperparameters: { lr: 0.1 } } ]
             training: { steps: 1 }
             """), HttpStatusCode.Accepted);
+        // List with the queue idle, so the figure is the API's own cost and not the CPU taken by the workers that
+        // execute the submitted matrices: cancel them all first (their runs end as cancelled without starting).
+        var names = Enumerable.Range(0, submit.Count).Select(i => $"bench-{i}").ToList();
+        foreach (var n in names) svc.Http.PostAsync(svc.Url + $"/api/matrices/{n}/cancel", null).GetAwaiter().GetResult().Dispose();
+        var idle = Stopwatch.StartNew();
+        while (svc.Http.GetStringAsync(svc.Url + "/api/matrices").GetAwaiter().GetResult() is var all
+               && (all.Contains("\"state\":\"queued\"") || all.Contains("\"state\":\"running\"")))
+        {
+            if (idle.Elapsed > TimeSpan.FromMinutes(5)) throw new TimeoutException("the queue did not drain");
+            Thread.Sleep(500);
+        }
         var list = Burst(rounds, _ => svc.Http.GetAsync(svc.Url + "/api/matrices").GetAwaiter().GetResult(), HttpStatusCode.OK);
+        var one = Burst(rounds, i => svc.Http.GetAsync(svc.Url + $"/api/matrices/bench-{i % submit.Count}").GetAwaiter().GetResult(), HttpStatusCode.OK);
         var plugins = Burst(rounds, _ => svc.Http.GetAsync(svc.Url + "/api/plugins").GetAwaiter().GetResult(), HttpStatusCode.OK);
         output.WriteLine(Report("POST /api/matrices (submit)", submit));
         output.WriteLine(Report($"GET /api/matrices ({submit.Count} listed)", list));
+        output.WriteLine(Report("GET /api/matrices/{name}", one));
         output.WriteLine(Report("GET /api/plugins", plugins));
         return 0;
     }
