@@ -15,6 +15,15 @@ internal sealed class BenchService : IDisposable
     public string Url { get; }
     public HttpClient Http { get; } = new() { Timeout = TimeSpan.FromSeconds(60) };
     private readonly Process _process;
+    public int Pid => _process.Id;
+
+    /// <summary>CPU seconds (user + system) the service process has used so far, from /proc/&lt;pid&gt;/stat.</summary>
+    public double CpuSeconds()
+    {
+        var stat = File.ReadAllText($"/proc/{_process.Id}/stat");
+        var fields = stat[(stat.LastIndexOf(')') + 2)..].Split(' ');
+        return (long.Parse(fields[11]) + long.Parse(fields[12])) / 100.0; // utime, stime in clock ticks (USER_HZ = 100)
+    }
 
     public BenchService(string plugins, params string[] extra)
     {

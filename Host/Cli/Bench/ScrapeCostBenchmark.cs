@@ -16,9 +16,12 @@ public sealed class ScrapeCostBenchmark : IBenchmark
     public int Run(BenchContext context, TextWriter output)
     {
         int pairs = context.Quick ? 1 : 3;
-        int steps = context.Quick ? 150 : 400;
-        using var svc = new BenchService(context.PluginDirectory);
-        output.WriteLine($"service {svc.Url}; {pairs} pair(s) of runs (off, on), {steps} steps each: fashion_mlp 784-100-100-10, batch 100");
+        int steps = context.Quick ? 1000 : 6000;
+        // One libtorch thread: on a shared machine, multi-threaded steps stall at OpenMP barriers whenever another
+        // process takes a core, and those stalls would drown the effect measured here.
+        using var svc = new BenchService(context.PluginDirectory, "--threads", "1");
+        output.WriteLine($"service {svc.Url}; {pairs} pair(s) of runs (off, on), {steps} steps each: fashion_mlp 784-100-100-10, batch 100, 1 thread");
+        double cpuOff = 0, cpuOn = 0, wallOff = 0, wallOn = 0;
         var off = new List<double>();
         var on = new List<double>();
         int scrapes = 0;
@@ -37,6 +40,8 @@ public sealed class ScrapeCostBenchmark : IBenchmark
                 """);
             if (!r.IsSuccessStatusCode) throw new InvalidOperationException(r.Content.ReadAsStringAsync().Result);
             using var stop = new CancellationTokenSource();
+            double cpu0 = svc.CpuSeconds();
+            var wall = Stopwatch.StartNew();
             var scraper = Task.Run(async () =>
             {
                 if (!scrape) return (0, 0.0);
@@ -58,6 +63,8 @@ public sealed class ScrapeCostBenchmark : IBenchmark
             });
             svc.WaitMatrix(name, "completed", TimeSpan.FromMinutes(10));
             stop.Cancel();
+            if (scrape) { cpuOn += svc.CpuSeconds() - cpu0; wallOn += wall.Elapsed.TotalSeconds; }
+            else { cpuOff += svc.CpuSeconds() - cpu0; wallOff += wall.Elapsed.TotalSeconds; }
             var (n, total) = scraper.Result;
             scrapes += n;
             scrapeMs += total;
@@ -68,6 +75,8 @@ public sealed class ScrapeCostBenchmark : IBenchmark
         output.WriteLine(string.Create(CultureInfo.InvariantCulture, $"median step without scraping  {medOff:F2} ms  (p90 {Quantile(off, 0.9) * 1000:F2} ms, mean {off.Average() * 1000:F2} ms, {off.Count} steps)"));
         output.WriteLine(string.Create(CultureInfo.InvariantCulture, $"median step with 10 Hz scrape {medOn:F2} ms  (p90 {Quantile(on, 0.9) * 1000:F2} ms, mean {on.Average() * 1000:F2} ms, {on.Count} steps)"));
         output.WriteLine(string.Create(CultureInfo.InvariantCulture, $"cost: {(medOn / medOff - 1) * 100:+0.0;-0.0} % of the median step; {scrapes} scrapes, mean {scrapeMs / Math.Max(1, scrapes):F2} ms each"));
+        output.WriteLine(string.Create(CultureInfo.InvariantCulture,
+            $"service process CPU: {cpuOff / wallOff * 100:F1} % of a core without scraping, {cpuOn / wallOn * 100:F1} % with; {(cpuOn - cpuOff * wallOn / wallOff) / Math.Max(1, scrapes) * 1000:F2} ms CPU per scrape"));
         return 0;
     }
 
