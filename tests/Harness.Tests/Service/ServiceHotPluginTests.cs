@@ -6,7 +6,8 @@ namespace Harness.Tests.Service;
 
 /// <summary>The hot plugin folder of a running service: a DLL copied in becomes usable without a restart (a
 /// half-copied file is not used: its failed load is retried once the file changes), a corrupt DLL is reported and
-/// changes nothing else, and a run in progress keeps the plugin it started with when the file is overwritten.</summary>
+/// changes nothing else, a run in progress keeps the plugin it started with when the file is overwritten, and a
+/// newer version of the plugin is used by the runs submitted after it arrived.</summary>
 [TestClass]
 public sealed class ServiceHotPluginTests
 {
@@ -76,10 +77,19 @@ public sealed class ServiceHotPluginTests
         Assert.AreEqual("AbortingOptimizer/AbortingOptimizer.dll", (string?)use["file"]);
         Assert.AreEqual(Convert.ToHexStringLower(SHA256.HashData(good)), (string?)use["sha256"]);
 
-        // Fixed file: usable again, by the next matrix.
-        File.WriteAllBytes(dll, good);
-        svc.Until(() => HasOptimizer(Plugins(svc), "abort_gd"), TimeSpan.FromSeconds(30), "the repaired DLL loaded");
-        svc.Submit(Matrix("hot-again", 5));
+        Assert.AreEqual("1.0.0.0", (string?)use["version"]);
+
+        // A newer version of the plugin (2.0.0, same file name) replaces the broken file: new runs use it.
+        string v2 = Path.Combine(ServiceProcess.AbortingPlugin + ".v2", "AbortingOptimizer.dll");
+        File.Copy(v2, dll, overwrite: true);
+        svc.Until(() => Plugins(svc)["optimizers"]!.AsArray().Any(o => (string?)o!["name"] == "abort_gd" && (string?)o["version"] == "2.0.0.0"),
+            TimeSpan.FromSeconds(30), "version 2 loaded");
+        var again = svc.Submit(Matrix("hot-again", 5));
         svc.WaitMatrix("hot-again", "completed", TimeSpan.FromSeconds(120));
+        var manifest2 = JsonNode.Parse(File.ReadAllText(Path.Combine(svc.Results, "hot-again", (string)again["runs"]![0]!["run_id"]!, "manifest.json")))!;
+        var use2 = manifest2["plugins"]!.AsArray().Single(p => (string?)p!["kind"] == "optimizer")!;
+        Assert.AreEqual("2.0.0.0", (string?)use2["version"]);
+        Assert.AreEqual(Convert.ToHexStringLower(SHA256.HashData(File.ReadAllBytes(v2))), (string?)use2["sha256"]);
+        Assert.AreNotEqual((string?)use["sha256"], (string?)use2["sha256"]);
     }
 }
