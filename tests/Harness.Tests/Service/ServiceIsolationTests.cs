@@ -28,9 +28,11 @@ public sealed class ServiceIsolationTests
                 hyperparameters: { lr: 0.05, hog_at_step: 0 }
               - name: abort_gd
                 hyperparameters: { lr: 0.02, sleep_ms: 200 }
+              - name: abort_gd
+                hyperparameters: { lr: 0.03, overflow_at_step: 2 }
             training: { steps: 300 }
             """);
-        Assert.AreEqual(5, submitted["runs"]!.AsArray().Count);
+        Assert.AreEqual(6, submitted["runs"]!.AsArray().Count);
 
         var matrix = svc.WaitMatrix("isolation", "completed", TimeSpan.FromSeconds(240));
         var runs = matrix["runs"]!.AsArray().Select(r => r!.AsObject()).ToList();
@@ -47,6 +49,14 @@ public sealed class ServiceIsolationTests
         Assert.AreEqual("failed", (string?)hog["status"]);
         StringAssert.Contains((string)hog["reason"]!, "memory limit");
 
+        // A .NET stack overflow ends the worker with SIGABRT; the runtime's message is in the recorded stderr tail.
+        var overflow = runs.Single(r => ((string)r["label"]!).Contains("overflow_at_step=2"));
+        Assert.AreEqual("failed", (string?)overflow["status"]);
+        StringAssert.Contains((string)overflow["reason"]!, "SIGABRT");
+        string overflowStderr = Path.Combine(svc.Results, "isolation", (string)overflow["run_id"]!, "worker-stderr.txt");
+        StringAssert.Contains(File.ReadAllText(overflowStderr), "Stack overflow");
+        Assert.IsTrue(new FileInfo(overflowStderr).Length <= 4096, "only the tail is kept");
+
         var slow = runs.Single(r => ((string)r["label"]!).Contains("sleep_ms=200"));
         Assert.AreEqual("failed", (string?)slow["status"]);
         StringAssert.Contains((string)slow["reason"]!, "time limit");
@@ -62,7 +72,7 @@ public sealed class ServiceIsolationTests
         var statuses = ParquetQuery.Rows($"SELECT status, count(*) FROM read_parquet({ParquetQuery.Q(summary)}) GROUP BY status ORDER BY status")
             .ToDictionary(r => (string)r[0]!, r => Convert.ToInt64(r[1]));
         Assert.AreEqual(2L, statuses["completed"]);
-        Assert.AreEqual(3L, statuses["failed"]);
+        Assert.AreEqual(4L, statuses["failed"]);
 
         // The service is still up and takes more work after the crashes, also from the inbox (the same queue).
         Assert.AreEqual(HttpStatusCode.OK, svc.Get("/healthz").StatusCode);

@@ -20,18 +20,22 @@ public sealed class AbortingOptimizerPlugin : IOptimizerPlugin
         HyperparameterSpec.Integer("abort_at_step", -1, "step at which Step calls abort() (-1 = never)", min: -1),
         HyperparameterSpec.Integer("hog_at_step", -1, "step from which Step allocates 64 MiB per step and keeps it (-1 = never)", min: -1),
         HyperparameterSpec.Integer("sleep_ms", 0, "milliseconds Step sleeps (a slow run, for time limits)", min: 0),
+        HyperparameterSpec.Integer("overflow_at_step", -1, "step at which Step recurses without end (a .NET stack overflow; -1 = never)", min: -1),
     ];
 
     public IOptimizer Create(IReadOnlyList<Tensor> parameters, HyperparameterValues hp) =>
-        new AbortingOptimizer(parameters, hp.Real("lr"), hp.Integer("abort_at_step"), hp.Integer("hog_at_step"), hp.Integer("sleep_ms"));
+        new AbortingOptimizer(parameters, hp.Real("lr"), hp.Integer("abort_at_step"), hp.Integer("hog_at_step"), hp.Integer("sleep_ms"), hp.Integer("overflow_at_step"));
 }
 
-public sealed class AbortingOptimizer(IReadOnlyList<Tensor> parameters, double lr, long abortAt, long hogAt, long sleepMs) : IOptimizer
+public sealed class AbortingOptimizer(IReadOnlyList<Tensor> parameters, double lr, long abortAt, long hogAt, long sleepMs, long overflowAt) : IOptimizer
 {
     [DllImport("libc", EntryPoint = "abort")]
     private static extern void NativeAbort();
 
     private static readonly List<byte[]> Hog = new();
+
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.NoInlining)]
+    private static long Recurse(long depth) => Recurse(depth + 1) + depth;
     private long _t;
 
     public double LearningRate { get; set; } = lr;
@@ -43,6 +47,7 @@ public sealed class AbortingOptimizer(IReadOnlyList<Tensor> parameters, double l
     public StepResult Step(IObjective objective)
     {
         if (_t == abortAt) NativeAbort();
+        if (_t == overflowAt) Recurse(0);
         if (sleepMs > 0) Thread.Sleep((int)sleepMs);
         if (hogAt >= 0 && _t >= hogAt)
         {
