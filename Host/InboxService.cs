@@ -48,17 +48,14 @@ public sealed class InboxService(Service.MatrixService queue, IOptions<HarnessOp
         string? error = null;
         try
         {
-            var (job, cells) = queue.Submit(File.ReadAllText(running), running);
+            var (job, cells) = queue.Submit(File.ReadAllText(running), file);
             logger.LogInformation("matrix {File} queued: {Count} run(s) into {Dir}", name, cells.Count, job.Directory);
         }
         catch (MatrixValidationException e) { error = e.Message; }
         catch (Service.SubmissionConflictException e) { error = e.Message; }
         catch (Exception e) when (e is not OperationCanceledException) { error = e.ToString(); }
-        if (ct.IsCancellationRequested)
-        {
-            File.Move(running, file, overwrite: true); // back to the inbox: resumed on the next start
-            return;
-        }
+        // Submission is immediate and persisted (results/<matrix>/service.json), so the file is done with even when
+        // the service is stopping: the queue resumes the matrix on the next start.
         string target = Path.Combine(inbox, error is null ? "done" : "failed", name);
         File.Move(running, target, overwrite: true);
         if (error is not null)

@@ -51,7 +51,7 @@ public sealed class ServiceHotPluginTests
             TimeSpan.FromSeconds(30), "the completed copy loaded");
 
         // A long run with the new plugin; while it runs, its DLL is overwritten with garbage and a corrupt DLL appears.
-        var submitted = svc.Submit(Matrix("hot", 10000));
+        var submitted = svc.Submit(Matrix("hot", 30000));
         string runId = (string)submitted["runs"]![0]!["run_id"]!;
         svc.Until(() => (long)svc.Json(svc.Get("/api/runs/" + runId))["step"]! > 100, TimeSpan.FromSeconds(120), "the run under way");
         var garbage = new byte[good.Length];

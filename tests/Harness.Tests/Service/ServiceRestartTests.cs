@@ -15,7 +15,7 @@ public sealed class ServiceRestartTests
         optimizers:
           - name: gd
             hyperparameters: { lr: [0.01, 0.02, 0.03] }
-        training: { steps: 8000, checkpoint_every: 1000 }
+        training: { steps: 15000, checkpoint_every: 1000 }
         """;
 
     private static JsonObject? Running(JsonObject matrix, long past = 600) =>
@@ -49,7 +49,7 @@ public sealed class ServiceRestartTests
         svc.WaitReady();
         var done = svc.WaitMatrix("restart", "completed", TimeSpan.FromSeconds(300));
         Assert.AreEqual(3, (int)done["runs_by_status"]!["completed"]!, done.ToJsonString());
-        AssertEachRunOnceWithoutDuplicateSteps(svc, 3, 8000);
+        AssertEachRunOnceWithoutDuplicateSteps(svc, 3, 15000);
         var attempts = Directory.GetFiles(Path.Combine(svc.Results, "restart", victimId, "attempts"));
         Assert.AreEqual(1, attempts.Length, "the interrupted attempt's trace is kept aside");
         // The restarted run resumed from its checkpoint: the rows before it are the old attempt's (same time stamps).
@@ -80,7 +80,7 @@ public sealed class ServiceRestartTests
         svc.Start();
         svc.WaitReady();
         svc.WaitMatrix("restart", "completed", TimeSpan.FromSeconds(300));
-        AssertEachRunOnceWithoutDuplicateSteps(svc, 3, 8000);
+        AssertEachRunOnceWithoutDuplicateSteps(svc, 3, 15000);
     }
 
     private static void AssertEachRunOnceWithoutDuplicateSteps(ServiceProcess svc, int runs, long steps)
