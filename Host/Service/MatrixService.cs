@@ -78,8 +78,8 @@ public sealed class SubmissionConflictException(string message) : Exception(mess
 
 /// <summary>
 /// The service's single queue: matrices submitted through the API or dropped into the inbox are validated against
-/// the current plugins, copied into the results tree and executed one matrix after another, their runs in worker
-/// processes (<see cref="WorkerPool"/>, up to --workers at once). On start, matrices left queued, running or
+/// the current plugins, copied into the results tree and executed in submission order, their runs in worker
+/// processes (<see cref="WorkerPool"/>, up to --workers runs at once, from up to --workers matrices). On start, matrices left queued, running or
 /// interrupted by a previous process are resumed: finished runs are skipped by run id, others run again (an
 /// unfinished run's old trace is kept in &lt;run&gt;/attempts/).
 /// </summary>
@@ -186,17 +186,32 @@ public sealed class MatrixService(PluginRegistry plugins, WorkerPool pool, Harne
         Directory.CreateDirectory(ResultsRoot);
         Resume();
         Running = true;
+        // Up to --workers matrices in flight, so small matrices do not leave workers idle; the worker pool bounds
+        // the runs executing at once. With one worker, matrices run one after another in submission order.
+        using var jobSlots = new SemaphoreSlim(Math.Max(1, options.Value.Workers));
+        var inflight = new List<Task>();
         try
         {
             await foreach (var job in _queue.Reader.ReadAllAsync(stopping))
             {
                 if (job.State is not MatrixState.Queued) continue; // cancelled while queued
-                await RunJob(job, stopping);
-                if (stopping.IsCancellationRequested) break;
+                await jobSlots.WaitAsync(stopping);
+                inflight.RemoveAll(t => t.IsCompleted);
+                inflight.Add(Task.Run(async () =>
+                {
+                    try { await RunJob(job, stopping); }
+                    catch (Exception e) when (e is not OperationCanceledException) { logger.LogError(e, "matrix {Matrix} failed", job.Name); }
+                    finally { jobSlots.Release(); }
+                }, CancellationToken.None));
             }
         }
         catch (OperationCanceledException) { }
-        finally { Running = false; }
+        finally
+        {
+            // On shutdown the running matrices stop their workers and mark themselves interrupted before we return.
+            try { await Task.WhenAll(inflight); } catch (OperationCanceledException) { }
+            Running = false;
+        }
         // Matrices still queued stay "queued" in their state file: the next start runs them.
     }
 
