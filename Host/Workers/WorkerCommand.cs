@@ -63,7 +63,8 @@ public static class WorkerCommand
         var cell = MatrixExpander.Expand(spec).FirstOrDefault(c => c.RunId == runId);
         if (cell is null) { Console.Error.WriteLine($"error: run {runId} is not a cell of {matrixFile}"); return ExitBadArguments; }
         using var metrics = new HarnessMetrics(); // not exported: the host turns this worker's events into metrics
-        var manifest = new RunExecutor(catalog, metrics, log).Execute(cell, runDir, new JsonLinesProgress(Console.Out), cts.Token);
+        using var events = new JsonLinesProgress();
+        var manifest = new RunExecutor(catalog, metrics, log).Execute(cell, runDir, events, cts.Token);
         return manifest.Status == RunStatus.Interrupted ? ExitInterrupted : 0;
     }
 }

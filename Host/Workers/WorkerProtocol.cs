@@ -76,19 +76,47 @@ public static class WorkerProtocol
     }
 }
 
-/// <summary>Worker side: writes progress events to stdout.</summary>
-public sealed class JsonLinesProgress(TextWriter output) : IRunProgress
+/// <summary>Worker side: writes progress events to stdout. Step events are buffered and flushed every
+/// <see cref="FlushInterval"/> (one write for many fast steps instead of one per step); start and end events are
+/// flushed at once.</summary>
+public sealed class JsonLinesProgress : IRunProgress, IDisposable
 {
+    public static readonly TimeSpan FlushInterval = TimeSpan.FromMilliseconds(100);
     private readonly object _lock = new();
+    private readonly TextWriter _output;
+    private readonly Timer? _timer;
 
-    private void Write(string line)
+    /// <param name="output">the event stream; when null, this process's stdout (not Console.Out, which flushes
+    /// every line)</param>
+    public JsonLinesProgress(TextWriter? output = null)
     {
-        lock (_lock) { output.WriteLine(line); output.Flush(); }
+        _output = output ?? new StreamWriter(Console.OpenStandardOutput(), new System.Text.UTF8Encoding(false)) { AutoFlush = false };
+        _timer = new Timer(_ => Flush(), null, FlushInterval, FlushInterval);
     }
 
-    public void RunStarted(RunCell cell, long steps) => Write(WorkerProtocol.Started(cell, steps));
-    public void RunStepReport(RunCell cell, StepReport report) => Write(WorkerProtocol.Step(report));
-    public void RunEnded(RunCell cell, RunManifest manifest) => Write(WorkerProtocol.Ended(manifest));
+    private void Write(string line, bool flush)
+    {
+        lock (_lock)
+        {
+            _output.WriteLine(line);
+            if (flush) _output.Flush();
+        }
+    }
+
+    public void Flush()
+    {
+        lock (_lock) _output.Flush();
+    }
+
+    public void RunStarted(RunCell cell, long steps) => Write(WorkerProtocol.Started(cell, steps), flush: true);
+    public void RunStepReport(RunCell cell, StepReport report) => Write(WorkerProtocol.Step(report), flush: false);
+    public void RunEnded(RunCell cell, RunManifest manifest) => Write(WorkerProtocol.Ended(manifest), flush: true);
+
+    public void Dispose()
+    {
+        _timer?.Dispose();
+        Flush();
+    }
 }
 
 /// <summary>Forwards every event to several sinks.</summary>

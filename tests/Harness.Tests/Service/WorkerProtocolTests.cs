@@ -32,7 +32,7 @@ public sealed class WorkerProtocolTests
             new Dictionary<string, double> { ["sharpness"] = 19.5, ["edge_ratio"] = double.NegativeInfinity },
             new Dictionary<string, double> { ["sharpness"] = 0.25 });
         var output = new StringWriter();
-        var worker = new JsonLinesProgress(output);
+        using var worker = new JsonLinesProgress(output);
         worker.RunStarted(cell, 10);
         output.WriteLine("a plugin printing to stdout is ignored");
         worker.RunStepReport(cell, sent);
