@@ -94,7 +94,18 @@ public sealed class ServicePrometheusTests
             try { prom.Kill(); prom.WaitForExit(10_000); } catch (InvalidOperationException) { }
         }
 
-        // Cancel through the API: the run ends as cancelled, the matrix as cancelled.
+        // Cancel one run through the API: it ends as cancelled, the other keeps running.
+        var runs = svc.Matrix("prom")["runs"]!.AsArray();
+        string gdRun = (string)runs.Single(r => ((string)r!["run_id"]!).StartsWith("gd-"))!["run_id"]!;
+        string adamRun = (string)runs.Single(r => ((string)r!["run_id"]!).StartsWith("adam-"))!["run_id"]!;
+        Assert.AreEqual(System.Net.HttpStatusCode.Accepted, svc.Send(HttpMethod.Post, $"/api/runs/{gdRun}/cancel", "", null).StatusCode);
+        svc.Until(() => (string?)svc.Json(svc.Get("/api/runs/" + gdRun))["status"] == "cancelled", TimeSpan.FromSeconds(60), "the gd run cancelled");
+        Assert.AreEqual("running", (string?)svc.Json(svc.Get("/api/runs/" + adamRun))["status"]);
+        Assert.AreEqual(System.Net.HttpStatusCode.Conflict, svc.Send(HttpMethod.Post, $"/api/runs/{gdRun}/cancel", "", null).StatusCode);
+        var gdManifest = JsonNode.Parse(File.ReadAllText(Path.Combine(svc.Results, "prom", gdRun, "manifest.json")))!;
+        Assert.AreEqual("cancelled", (string?)gdManifest["status"]);
+
+        // Cancel the matrix: the remaining run ends as cancelled, the matrix as cancelled.
         var cancel = svc.Send(HttpMethod.Post, "/api/matrices/prom/cancel", "", null);
         Assert.AreEqual(System.Net.HttpStatusCode.Accepted, cancel.StatusCode);
         var m = svc.WaitMatrix("prom", "cancelled", TimeSpan.FromSeconds(60));
