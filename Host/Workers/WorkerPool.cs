@@ -84,7 +84,11 @@ public sealed class WorkerPool(IOptions<HarnessOptions> options, ILogger<WorkerP
                     tail.AppendLine(line);
                     if (tail.Length > 2 * StderrTailBytes) tail.Remove(0, tail.Length - StderrTailBytes);
                 }
-                logger.LogDebug("[worker {Run}] {Line}", cell.RunId, line);
+                // The worker's own log lines keep their level (e.g. "resuming from the checkpoint", a probe that
+                // failed); anything else a plugin prints goes to debug.
+                var level = line.Contains(" fail: ") || line.Contains(" crit: ") ? LogLevel.Error
+                    : line.Contains(" warn: ") ? LogLevel.Warning : line.Contains(" info: ") ? LogLevel.Information : LogLevel.Debug;
+                logger.Log(level, "[worker {Run}] {Line}", cell.RunId, line);
             }
         });
 
