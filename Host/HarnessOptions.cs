@@ -19,6 +19,24 @@ public sealed class HarnessOptions
     public string InboxDirectory { get; set; } = "inbox";
     /// <summary>Intra-op threads for libtorch (0 = number of cores).</summary>
     public int Threads { get; set; }
+
+    // ---- the service (serve) and worker processes ----
+
+    /// <summary>Runs executed at the same time, each in its own worker process (default 1: one CPU run uses every core).</summary>
+    public int Workers { get; set; } = 1;
+    /// <summary>Wall-time limit of one run in seconds (0 = none): the worker is killed and the run marked failed.</summary>
+    public double RunTimeLimitSeconds { get; set; }
+    /// <summary>Resident-memory limit of one worker in MiB (0 = none), checked every 0.5 s from /proc/&lt;pid&gt;/status.</summary>
+    public long RunMemoryLimitMb { get; set; }
+    /// <summary>On SIGTERM/Ctrl-C: seconds the workers get to flush and mark their runs interrupted before they are killed.</summary>
+    public double ShutdownGraceSeconds { get; set; } = 20;
+    /// <summary>Bearer token required by every endpoint except /metrics, /healthz and /readyz (HARNESS_API_TOKEN or
+    /// --api-token). Required when the service binds a non-loopback address.</summary>
+    public string? ApiToken { get; set; }
+    /// <summary>Largest accepted request body in bytes (default 1 MiB).</summary>
+    public long MaxRequestBodyBytes { get; set; } = 1 << 20;
+    /// <summary>How often the service polls the plugin folder for new or changed files, in seconds.</summary>
+    public double PluginPollSeconds { get; set; } = 1;
 }
 
 public sealed class HarnessOptionsValidator : IValidateOptions<HarnessOptions>
@@ -31,6 +49,12 @@ public sealed class HarnessOptionsValidator : IValidateOptions<HarnessOptions>
         if (o.MetricsUrl != "none" && !(Uri.TryCreate(o.MetricsUrl, UriKind.Absolute, out var u) && u.Scheme is "http" or "https"))
             errors.Add($"Harness:MetricsUrl '{o.MetricsUrl}' is not an http(s) URL or 'none'");
         if (o.Threads < 0) errors.Add($"Harness:Threads must be >= 0, got {o.Threads}");
+        if (o.Workers < 1) errors.Add($"Harness:Workers must be >= 1, got {o.Workers}");
+        if (o.RunTimeLimitSeconds < 0) errors.Add("Harness:RunTimeLimitSeconds must be >= 0");
+        if (o.RunMemoryLimitMb < 0) errors.Add("Harness:RunMemoryLimitMb must be >= 0");
+        if (o.ShutdownGraceSeconds < 0) errors.Add("Harness:ShutdownGraceSeconds must be >= 0");
+        if (o.MaxRequestBodyBytes < 1024) errors.Add("Harness:MaxRequestBodyBytes must be >= 1024");
+        if (o.PluginPollSeconds <= 0) errors.Add("Harness:PluginPollSeconds must be > 0");
         return errors.Count == 0 ? ValidateOptionsResult.Success : ValidateOptionsResult.Fail(errors);
     }
 }

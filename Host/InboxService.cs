@@ -7,11 +7,12 @@ using Microsoft.Extensions.Options;
 namespace Harness.Host;
 
 /// <summary>
-/// The service's work queue: matrix files (*.yaml, *.yml, *.json) dropped into the inbox folder are moved to
-/// inbox/running/, executed one at a time, then moved to inbox/done/ or inbox/failed/ (with a .error.txt beside a
-/// file that did not validate or whose runs failed). Files are taken once their size has stopped changing.
+/// The inbox: matrix files (*.yaml, *.yml, *.json) dropped into the inbox folder are submitted to the service's
+/// queue (<see cref="Service.MatrixService"/>, the same queue as the HTTP API), then moved to inbox/done/ when
+/// accepted or inbox/failed/ with a .error.txt beside a file that did not validate. Files are taken once their size
+/// has stopped changing. Progress and results are in results/&lt;matrix&gt;/ and the API like any other matrix.
 /// </summary>
-public sealed class InboxService(MatrixRunner runner, IOptions<HarnessOptions> options, ILogger<InboxService> logger) : BackgroundService
+public sealed class InboxService(Service.MatrixService queue, IOptions<HarnessOptions> options, ILogger<InboxService> logger) : BackgroundService
 {
     private static readonly string[] Extensions = [".yaml", ".yml", ".json"];
     public static readonly TimeSpan PollInterval = TimeSpan.FromSeconds(1);
@@ -47,11 +48,8 @@ public sealed class InboxService(MatrixRunner runner, IOptions<HarnessOptions> o
         string? error = null;
         try
         {
-            var spec = runner.Parse(running);
-            var outcome = runner.Run(spec, new LogProgress(logger), ct);
-            var failed = outcome.Runs.Where(r => r.Status == Output.RunStatus.Failed).ToList();
-            if (failed.Count > 0) error = string.Join(Environment.NewLine, failed.Select(r => $"{r.RunId}: {r.Reason}"));
-            logger.LogInformation("matrix {File} done: {Count} run(s) in {Dir}", name, outcome.Runs.Count, outcome.Directory);
+            var (job, cells) = queue.Submit(File.ReadAllText(running), file);
+            logger.LogInformation("matrix {File} queued: {Count} run(s) into {Dir}", name, cells.Count, job.Directory);
         }
         catch (MatrixValidationException e)
         {
@@ -59,12 +57,10 @@ public sealed class InboxService(MatrixRunner runner, IOptions<HarnessOptions> o
             string failed = Path.Combine(inbox, "failed", name);
             error = new MatrixValidationException(e.Errors.Select(x => x.Location.File == running ? x with { Location = x.Location with { File = failed } } : x).ToList()).Message;
         }
+        catch (Service.SubmissionConflictException e) { error = e.Message; }
         catch (Exception e) when (e is not OperationCanceledException) { error = e.ToString(); }
-        if (ct.IsCancellationRequested)
-        {
-            File.Move(running, file, overwrite: true); // back to the inbox: resumed on the next start
-            return;
-        }
+        // Submission is immediate and persisted (results/<matrix>/service.json), so the file is done with even when
+        // the service is stopping: the queue resumes the matrix on the next start.
         string target = Path.Combine(inbox, error is null ? "done" : "failed", name);
         File.Move(running, target, overwrite: true);
         if (error is not null)

@@ -19,7 +19,10 @@ public sealed class MatrixRunner(PluginCatalog plugins, HarnessMetrics metrics, 
     public string MatrixDirectory(MatrixSpec spec) =>
         Path.GetFullPath(Path.Combine(spec.OutputRoot ?? options.Value.ResultsDirectory, spec.Name));
 
-    public MatrixOutcome Run(MatrixSpec spec, IRunProgress progress, CancellationToken ct, Shard? shard = null)
+    /// <param name="execute">how to execute one cell (cell, run folder, progress, token): default in this process
+    /// with <see cref="RunExecutor"/>; <c>run</c> passes one that uses a worker process.</param>
+    public MatrixOutcome Run(MatrixSpec spec, IRunProgress progress, CancellationToken ct, Shard? shard = null,
+        Func<RunCell, string, IRunProgress, CancellationToken, RunManifest>? execute = null)
     {
         var slice = shard ?? Shard.All;
         var cells = MatrixExpander.Expand(spec).Where(slice.Contains).ToList();
@@ -42,7 +45,7 @@ public sealed class MatrixRunner(PluginCatalog plugins, HarnessMetrics metrics, 
                 progress.RunSkipped(cell, done);
                 continue;
             }
-            results.Add(executor.Execute(cell, runDir, progress, ct));
+            results.Add(execute is null ? executor.Execute(cell, runDir, progress, ct) : execute(cell, runDir, progress, ct));
             SummaryWriter.Write(dir);
         }
         SummaryWriter.Write(dir);

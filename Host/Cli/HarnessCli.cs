@@ -28,6 +28,13 @@ public static class HarnessCli
     private static readonly Option<string?> MetricsUrl = new("--metrics-url") { Description = "address serving /metrics, e.g. http://127.0.0.1:9464; port 0 = any free port; 'none' = off (run only)" };
     private static readonly Option<int?> Threads = new("--threads") { Description = "libtorch threads (default: all cores)" };
     private static readonly Option<bool> NoProgress = new("--no-progress") { Description = "log lines instead of live progress bars" };
+    private static readonly Option<int?> WorkersOption = new("--workers") { Description = "runs executed at once, each in a worker process (default 1)" };
+    private static readonly Option<string?> ApiToken = new("--api-token") { Description = "bearer token for the API (or HARNESS_API_TOKEN); required off loopback" };
+    private static readonly Option<double?> RunTimeLimit = new("--run-time-limit") { Description = "wall-time limit of one run in seconds (0 = none)" };
+    private static readonly Option<long?> RunMemoryLimit = new("--run-memory-limit") { Description = "resident-memory limit of one worker in MiB (0 = none)" };
+    private static readonly Option<double?> Grace = new("--grace") { Description = "seconds workers get to flush on SIGTERM/Ctrl-C before they are killed (default 20)" };
+    private static readonly Option<bool> InProcess = new("--in-process") { Description = "execute runs in this process instead of worker processes (debugging; a native crash then ends the whole command)" };
+    private static readonly Option<long?> MaxBody = new("--max-request-body") { Description = "largest accepted request body in bytes (default 1048576)" };
     private static readonly Option<string?> ShardOption = new("--shard") { Description = "run only shard i of N (i/N, 0-based); default: from Slurm array or Kubernetes indexed-Job variables, else all" };
 
     public static RootCommand Build()
@@ -35,16 +42,17 @@ public static class HarnessCli
         var root = new RootCommand("Optimizer benchmarking harness: training matrices, curvature probes, live metrics, Parquet traces.");
 
         var matrixArg = new Argument<string>("matrix") { Description = "matrix file (YAML or JSON)" };
-        var run = new Command("run", "Run a matrix file to completion (finished runs are skipped) and exit.") { matrixArg, Plugins, Results, MetricsUrl, Threads, NoProgress, ShardOption };
+        var run = new Command("run", "Run a matrix file to completion (finished runs are skipped) and exit.") { matrixArg, Plugins, Results, MetricsUrl, Threads, NoProgress, ShardOption, InProcess };
         run.SetAction((p, ct) => RunMatrix(p, p.GetValue(matrixArg)!, ct));
         root.Subcommands.Add(run);
 
-        var demo = new Command("demo", "Run the built-in demo matrix (edge of stability of full-batch GD on Fashion-MNIST).") { Plugins, Results, MetricsUrl, Threads, NoProgress };
+        var demo = new Command("demo", "Run the built-in demo matrix (edge of stability of full-batch GD on Fashion-MNIST).") { Plugins, Results, MetricsUrl, Threads, NoProgress, InProcess };
         demo.SetAction((p, ct) => RunMatrix(p, ExtractDemo(), ct));
         root.Subcommands.Add(demo);
 
         var inbox = new Option<string?>("--inbox") { Description = "folder watched for matrix files (default: ./inbox)" };
-        var serve = new Command("serve", "Run as a service: keep /metrics up and execute matrix files dropped into the inbox.") { Plugins, Results, MetricsUrl, Threads, inbox };
+        var serve = new Command("serve", "Run as a service: HTTP API, /metrics, hot plugin folder; matrices from the API or the inbox run in worker processes.")
+            { Plugins, Results, MetricsUrl, Threads, inbox, WorkersOption, ApiToken, RunTimeLimit, RunMemoryLimit, Grace, MaxBody };
         serve.SetAction((p, ct) => Serve(p, p.GetValue(inbox), ct));
         root.Subcommands.Add(serve);
 
@@ -70,6 +78,7 @@ public static class HarnessCli
         root.Subcommands.Add(summary);
         root.Subcommands.Add(BenchCommand.Create(Plugins));
         root.Subcommands.Add(VerifyCommand.Create());
+        root.Subcommands.Add(Workers.WorkerCommand.Create());
         return root;
     }
 
@@ -86,6 +95,13 @@ public static class HarnessCli
         if (p.GetValue(MetricsUrl) is { } m) o.MetricsUrl = m;
         if (p.GetValue(Threads) is { } t) o.Threads = t;
         if (inbox is not null) o.InboxDirectory = inbox;
+        if (Environment.GetEnvironmentVariable("HARNESS_API_TOKEN") is { Length: > 0 } envToken) o.ApiToken = envToken;
+        if (p.GetValue(ApiToken) is { } tok) o.ApiToken = tok;
+        if (p.GetValue(WorkersOption) is { } w) o.Workers = w;
+        if (p.GetValue(RunTimeLimit) is { } rt) o.RunTimeLimitSeconds = rt;
+        if (p.GetValue(RunMemoryLimit) is { } rm) o.RunMemoryLimitMb = rm;
+        if (p.GetValue(Grace) is { } g) o.ShutdownGraceSeconds = g;
+        if (p.GetValue(MaxBody) is { } mb) o.MaxRequestBodyBytes = mb;
         var check = new HarnessOptionsValidator().Validate(null, o);
         if (check.Failed) throw new OptionsValidationException(HarnessOptions.Section, typeof(HarnessOptions), check.Failures);
         return o;
@@ -110,8 +126,23 @@ public static class HarnessCli
         builder.Logging.AddFilter("Microsoft", LogLevel.Warning);
         builder.Services.AddSingleton(Microsoft.Extensions.Options.Options.Create(o));
         builder.Services.AddSingleton<IValidateOptions<HarnessOptions>, HarnessOptionsValidator>();
-        builder.Services.AddSingleton(sp => PluginCatalog.Load(o.PluginDirectory, sp.GetRequiredService<ILoggerFactory>().CreateLogger("plugins")));
+        if (serve)
+        {
+            // The service: hot plugin folder, one queue for API and inbox, runs in supervised worker processes.
+            builder.Services.AddSingleton<Service.IOptimizerGate, Service.CatalogConformanceGate>();
+            builder.Services.AddSingleton<Service.PluginRegistry>();
+            builder.Services.AddHostedService(sp => sp.GetRequiredService<Service.PluginRegistry>());
+            builder.Services.AddSingleton(sp => sp.GetRequiredService<Service.PluginRegistry>().Catalog);
+            builder.Services.AddSingleton<Workers.WorkerPool>();
+            builder.Services.AddSingleton<Service.MatrixService>();
+            builder.Services.AddHostedService(sp => sp.GetRequiredService<Service.MatrixService>());
+            builder.Services.Configure<HostOptions>(h => h.ShutdownTimeout = TimeSpan.FromSeconds(o.ShutdownGraceSeconds + 10));
+            builder.WebHost.ConfigureKestrel(k => k.Limits.MaxRequestBodySize = o.MaxRequestBodyBytes);
+        }
+        else
+            builder.Services.AddSingleton(sp => PluginCatalog.Load(o.PluginDirectory, sp.GetRequiredService<ILoggerFactory>().CreateLogger("plugins")));
         builder.Services.AddSingleton<HarnessMetrics>();
+        if (!serve) builder.Services.AddSingleton<Workers.WorkerPool>();
         builder.Services.AddSingleton<MatrixRunner>();
         builder.Services.AddOpenTelemetry().ConfigureResource(r => r.AddService("harness")).WithMetrics(m => m
             .AddMeter(HarnessMetrics.MeterName)
@@ -121,6 +152,7 @@ public static class HarnessCli
         var app = builder.Build();
         app.UseOpenTelemetryPrometheusScrapingEndpoint();
         app.MapGet("/healthz", () => Microsoft.AspNetCore.Http.Results.Text("ok"));
+        if (serve) Service.ServiceApi.Map(app, o);
         return app;
     }
 
@@ -167,6 +199,29 @@ public static class HarnessCli
         if (o.MetricsUrl != "none")
             log.LogInformation("metrics at {Url}/metrics", BoundAddress(app));
 
+        // Each run in a worker process (a native crash fails only that run), unless --in-process.
+        Func<RunCell, string, Training.IRunProgress, CancellationToken, RunManifest>? execute = null;
+        if (!p.GetValue(InProcess))
+        {
+            var pool = app.Services.GetRequiredService<Workers.WorkerPool>();
+            var metricsSink = new Service.MetricsProgress(app.Services.GetRequiredService<HarnessMetrics>(), () => catalog);
+            string matrixFile = Path.GetFullPath(matrixPath);
+            execute = (cell, runDir, progress, token) =>
+            {
+                try
+                {
+                    return pool.RunAsync(new Workers.WorkerRequest(cell, matrixFile, runDir), new Workers.CompositeProgress(progress, metricsSink),
+                        token, CancellationToken.None).GetAwaiter().GetResult();
+                }
+                catch (OperationCanceledException)
+                {
+                    var m = RunManifest.TryLoad(Path.Combine(runDir, "manifest.json")) ?? Workers.WorkerPool.NewManifest(cell);
+                    m.Status = RunStatus.Interrupted;
+                    m.Reason = "interrupted before it started";
+                    return m;
+                }
+            };
+        }
         bool interactive = !p.GetValue(NoProgress) && AnsiConsole.Profile.Capabilities.Interactive && !Console.IsOutputRedirected;
         MatrixOutcome outcome;
         if (interactive)
@@ -174,10 +229,10 @@ public static class HarnessCli
             int count = MatrixExpander.Expand(spec).Count(c => (shard ?? Shard.All).Contains(c));
             outcome = AnsiConsole.Progress().AutoClear(false).HideCompleted(false)
                 .Columns(new TaskDescriptionColumn { Alignment = Justify.Left }, new ProgressBarColumn(), new PercentageColumn(), new RemainingTimeColumn(), new SpinnerColumn())
-                .Start(ctx => runner.Run(spec, new SpectreProgress(ctx, count), ct, shard));
+                .Start(ctx => runner.Run(spec, new SpectreProgress(ctx, count), ct, shard, execute));
         }
         else
-            outcome = runner.Run(spec, new LogProgress(log), ct, shard);
+            outcome = runner.Run(spec, new LogProgress(log), ct, shard, execute);
         SummaryTable.Print(outcome);
         await app.StopAsync(CancellationToken.None);
         if (ct.IsCancellationRequested) { Console.Error.WriteLine("interrupted: unfinished runs are marked 'interrupted' and run again next time"); return 130; }
@@ -193,11 +248,17 @@ public static class HarnessCli
         try { o = Options(p, inbox); }
         catch (OptionsValidationException e) { Console.Error.WriteLine("error: " + e.Message); return 2; }
         if (o.MetricsUrl == "none") { Console.Error.WriteLine("error: serve needs an HTTP address (--metrics-url)"); return 2; }
+        if (!Service.ServiceApi.IsLoopback(o.MetricsUrl) && string.IsNullOrEmpty(o.ApiToken))
+        {
+            Console.Error.WriteLine($"error: {o.MetricsUrl} is not a loopback address; a service reachable from other machines needs an API token (--api-token or HARNESS_API_TOKEN)");
+            return 2;
+        }
         await using var app = BuildWebHost(o, serve: true);
         _ = app.Services.GetRequiredService<PluginCatalog>();
         await app.StartAsync(ct);
         app.Services.GetRequiredService<ILoggerFactory>().CreateLogger("harness")
-            .LogInformation("serving: metrics at {Url}/metrics, health at {Url}/healthz, inbox {Inbox}", BoundAddress(app), BoundAddress(app), Path.GetFullPath(o.InboxDirectory));
+            .LogInformation("serving: API at {Url}/api, metrics at {Url}/metrics, health at {Url}/healthz, inbox {Inbox}, {Workers} worker(s)",
+                BoundAddress(app), BoundAddress(app), BoundAddress(app), Path.GetFullPath(o.InboxDirectory), o.Workers);
         await app.WaitForShutdownAsync(ct);
         return 0;
     }

@@ -202,7 +202,7 @@ public sealed partial class MatrixParser(PluginCatalog plugins)
             Error(node ?? root, "training", "required: a mapping with at least 'steps'");
             return new TrainingSpec(1, null, null, 1e3);
         }
-        CheckKeys(m, "training", "steps", "batch_size", "target_loss", "divergence_factor", "probe_budget", "save_state_at");
+        CheckKeys(m, "training", "steps", "batch_size", "target_loss", "divergence_factor", "probe_budget", "save_state_at", "checkpoint_every");
         long steps = Number(m, "steps", "training.steps", required: true, min: 1, integer: true) is { } s ? (long)s : 1;
         int? batch = null;
         if (Get(m, "batch_size") is { } b)
@@ -225,7 +225,8 @@ public sealed partial class MatrixParser(PluginCatalog plugins)
             foreach (var step in saveAt.Where(x => x > steps))
                 Error(sa, "training.save_state_at", $"step {step} is beyond training.steps ({steps})");
         }
-        return new TrainingSpec(steps, batch, target, divergence, saveAt) { ProbeBudget = budget };
+        long checkpointEvery = (long)(Number(m, "checkpoint_every", "training.checkpoint_every", min: 0, integer: true) ?? 0);
+        return new TrainingSpec(steps, batch, target, divergence, saveAt) { ProbeBudget = budget, CheckpointEvery = checkpointEvery };
     }
 
     private (int, long) ProbeSet(YamlMappingNode root)

@@ -47,6 +47,10 @@ public sealed record TrainingSpec(long Steps, int? BatchSize, double? TargetLoss
     /// <summary>Largest fraction of wall time the probes may take (0 &lt; b &lt; 1); the scheduler stretches probe
     /// intervals to stay within it. Null = no budget.</summary>
     public double? ProbeBudget { get; init; }
+
+    /// <summary>Save parameters + optimizer state every N steps (0 = never), so an interrupted run resumes from there.
+    /// Not part of the run's configuration (it does not change results).</summary>
+    public long CheckpointEvery { get; init; }
 }
 
 /// <summary>A parsed, validated matrix file.</summary>

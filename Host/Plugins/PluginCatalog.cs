@@ -123,7 +123,13 @@ public sealed class PluginCatalog
             AssemblyName.GetAssemblyName(file);
             loader = PluginLoader.CreateFromAssemblyFile(file,
                 sharedTypes: [typeof(IOptimizerPlugin), typeof(TorchSharp.torch)],
-                configure: c => c.PreferSharedTypes = true);
+                configure: c =>
+                {
+                    c.PreferSharedTypes = true;
+                    // Read the bytes into memory instead of mapping the file: a plugin file replaced or overwritten
+                    // while a process uses it (the service's hot plugin folder) cannot break that process.
+                    c.LoadInMemory = true;
+                });
             assembly = loader.LoadDefaultAssembly();
             version = assembly.GetCustomAttribute<ContractVersionAttribute>();
         }
@@ -208,6 +214,12 @@ public sealed class PluginCatalog
         }
         into[key] = new LoadedPlugin<T>(plugin, origin);
         return 1;
+    }
+
+    /// <summary>Withdraws an optimizer (e.g. one that failed the conformance gate) and records why.</summary>
+    public void RejectOptimizer(string name, string reason)
+    {
+        if (_optimizers.Remove(name, out var p)) _errors.Add(new PluginLoadError($"{p.Origin.File} ({name})", reason));
     }
 
     private void Fail(string file, string reason, ILogger? logger)

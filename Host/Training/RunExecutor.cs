@@ -16,10 +16,17 @@ public interface IRunProgress
 {
     void RunStarted(RunCell cell, long steps) { }
     void RunStep(RunCell cell, long step, double loss, IReadOnlyDictionary<string, double> probes) { }
+    /// <summary>Everything measured at one step (sent by worker processes to the host, which updates the metrics).</summary>
+    void RunStepReport(RunCell cell, StepReport report) { }
     void RunEnded(RunCell cell, RunManifest manifest) { }
     /// <summary>The cell had finished in an earlier invocation and is not run again.</summary>
     void RunSkipped(RunCell cell, RunManifest manifest) { }
 }
+
+/// <summary>One step of a run as reported to <see cref="IRunProgress.RunStepReport"/>. StepSeconds is null for the
+/// final row (no update); ProbeSeconds holds the wall time of each probe measured at this step.</summary>
+public sealed record StepReport(long Step, long Steps, double Loss, double GradNorm, double LearningRate, double Threshold,
+    double? StepSeconds, IReadOnlyDictionary<string, double> Probes, IReadOnlyDictionary<string, double> ProbeSeconds);
 
 /// <summary>
 /// Executes one cell in this process: builds the model, optimizer and probes from their plugins, trains, measures
@@ -32,12 +39,18 @@ public sealed class RunExecutor(PluginCatalog plugins, HarnessMetrics metrics, I
     /// <summary>Fixed trace columns, before the probe columns (see README, "Parquet schema").</summary>
     public static readonly string[] FixedColumns = ["time_s", "lr", "threshold", "train_loss", "grad_norm", "step_seconds"];
 
+    // Set by Execute for Train (kept out of Train's signature): the run folder and the checkpoint to resume from.
+    private string _runDir = "";
+    private RunCheckpoint? _resume;
+
     public RunManifest Execute(RunCell cell, string runDir, IRunProgress progress, CancellationToken ct)
     {
         Directory.CreateDirectory(runDir);
         string manifestPath = Path.Combine(runDir, "manifest.json");
         string tracePath = Path.Combine(runDir, "trace.parquet");
-        KeepPreviousAttempt(runDir, tracePath);
+        _runDir = runDir;
+        _resume = RunCheckpoint.TryLoad(runDir);
+        string? previousTrace = KeepPreviousAttempt(runDir, tracePath);
 
         var spec = cell.Matrix;
         var device = ResolveDevice(spec.Device);
@@ -86,6 +99,13 @@ public sealed class RunExecutor(PluginCatalog plugins, HarnessMetrics metrics, I
                     .ToList();
                 gauges = metrics.StartRun(cell, probes.SelectMany(p => p.metrics.Where(m => !m.TraceOnly).Select(m => m.Name)).Concat(costColumns));
                 using var trace = new TraceWriter(tracePath, columns);
+                // Resume from a checkpoint: the new trace starts with the old rows of the steps before it.
+                if (_resume is { } cp && (previousTrace is null || RunCheckpoint.CopyRows(previousTrace, trace, cp.Step, manifest) != cp.Step))
+                {
+                    logger.LogWarning("run {Run}: checkpoint at step {Step} unusable (the previous trace lacks its rows); starting over", cell.RunId, cp.Step);
+                    _resume = null;
+                    RunCheckpoint.Delete(runDir);
+                }
                 Train(cell, model, optimizer, probes, trace, columns, manifest, manifestPath, gauges, progress, clock, ct);
             }
             finally
@@ -104,6 +124,7 @@ public sealed class RunExecutor(PluginCatalog plugins, HarnessMetrics metrics, I
             manifest.Reason = $"{e.GetType().Name}: {e.Message}";
             logger.LogError(e, "run {Run} ({Label}) failed", cell.RunId, cell.Label);
         }
+        if (manifest.IsFinished) RunCheckpoint.Delete(runDir);
         manifest.FinishedUtc = DateTime.UtcNow;
         manifest.WallSeconds = clock.Elapsed.TotalSeconds;
         manifest.Save(manifestPath);
@@ -158,8 +179,18 @@ public sealed class RunExecutor(PluginCatalog plugins, HarnessMetrics metrics, I
         var status = RunStatus.Completed;
         string reason = $"ran all {steps} steps";
 
+        long start = 0;
+        if (_resume is { } checkpoint)
+        {
+            previousUpdate = checkpoint.Restore(_runDir, model, optimizer, initial);
+            initialLoss = checkpoint.InitialLoss;
+            start = checkpoint.Step;
+            manifest.StepsCompleted = start;
+            logger.LogInformation("run {Run}: resuming from the checkpoint at step {Step}", cell.RunId, start);
+        }
+
         // Step t measures at θ_t (before the update of step t); the extra row t = steps holds the final point.
-        for (long t = 0; t <= steps; t++)
+        for (long t = start; t <= steps; t++)
         {
             ct.ThrowIfCancellationRequested();
             bool last = t == steps;
@@ -171,6 +202,7 @@ public sealed class RunExecutor(PluginCatalog plugins, HarnessMetrics metrics, I
                     .Save(Path.Combine(Path.GetDirectoryName(manifestPath)!, RunCell.StateFileName(t)));
             var row = new double?[columns.Count];
             var probeValues = new Dictionary<string, double>();
+            var probeSeconds = new Dictionary<string, double>();
             foreach (int pi in scheduler.Due(t, last))
             {
                 var (ps, _, probe) = probes[pi];
@@ -199,6 +231,7 @@ public sealed class RunExecutor(PluginCatalog plugins, HarnessMetrics metrics, I
                     gauges.Probe[column] = value;
                 }
                 metrics.RecordProbe(gauges, ps.Name, seconds);
+                probeSeconds[ps.Name] = seconds;
                 foreach (var (name, value) in values)
                 {
                     if (!index.TryGetValue(name, out int col)) continue;
@@ -208,7 +241,7 @@ public sealed class RunExecutor(PluginCatalog plugins, HarnessMetrics metrics, I
                 }
             }
 
-            var stepObjective = new TorchObjective(model, last ? model.Train : batches.Next());
+            var stepObjective = new TorchObjective(model, last ? model.Train : batches.At(t));
             var stepWatch = Stopwatch.StartNew();
             var eval = stepObjective.Evaluate();
             double gradNorm = ParameterVectors.Norm(eval.Gradient);
@@ -247,6 +280,7 @@ public sealed class RunExecutor(PluginCatalog plugins, HarnessMetrics metrics, I
             gauges.Progress = (double)t / steps;
             if (!last) metrics.RecordStep(gauges, stepSeconds);
             progress.RunStep(cell, t, eval.Loss, probeValues);
+            progress.RunStepReport(cell, new StepReport(t, steps, eval.Loss, gradNorm, lr, threshold, last ? null : stepSeconds, probeValues, probeSeconds));
 
             initialLoss ??= eval.Loss;
             if (!double.IsFinite(eval.Loss) || !double.IsFinite(gradNorm))
@@ -271,6 +305,12 @@ public sealed class RunExecutor(PluginCatalog plugins, HarnessMetrics metrics, I
             }
             manifest.StepsCompleted = last ? steps : t + 1;
             if (t % 200 == 0) manifest.Save(manifestPath);
+            if (!last && spec.Training.CheckpointEvery > 0 && (t + 1) % spec.Training.CheckpointEvery == 0 && t + 1 < steps)
+            {
+                trace.Flush(); // every row before the checkpoint is on disk before the checkpoint is
+                RunCheckpoint.Save(_runDir, t + 1, model, optimizer, initial, previousUpdate, initialLoss);
+                manifest.Save(manifestPath);
+            }
         }
         trace.Flush();
         manifest.Status = status;
@@ -319,12 +359,14 @@ public sealed class RunExecutor(PluginCatalog plugins, HarnessMetrics metrics, I
         return subset;
     }
 
-    private static void KeepPreviousAttempt(string runDir, string tracePath)
+    private static string? KeepPreviousAttempt(string runDir, string tracePath)
     {
-        if (!File.Exists(tracePath)) return;
+        if (!File.Exists(tracePath)) return null;
         var aside = Path.Combine(runDir, "attempts");
         Directory.CreateDirectory(aside);
-        File.Move(tracePath, Path.Combine(aside, $"trace.{DateTime.UtcNow:yyyyMMddTHHmmssfff}.parquet"));
+        var target = Path.Combine(aside, $"trace.{DateTime.UtcNow:yyyyMMddTHHmmssfff}.parquet");
+        File.Move(tracePath, target);
+        return target;
     }
 
     private static PluginUse Use(string kind, string name, PluginOrigin o) => new(kind, name, o.File, o.Sha256, o.AssemblyName, o.AssemblyVersion);
@@ -342,24 +384,32 @@ public sealed class RunExecutor(PluginCatalog plugins, HarnessMetrics metrics, I
     }
 }
 
-/// <summary>Full batch, or mini-batches drawn without replacement from a permutation per epoch (seeded by data_seed).</summary>
+/// <summary>Full batch, or mini-batches drawn without replacement from a permutation per epoch (seeded by data_seed).
+/// The batch of step t is a pure function of t (epoch = t / batches_per_epoch), so a run resumed from a checkpoint
+/// sees exactly the batches it would have seen.</summary>
 public sealed class BatchSampler(Dataset train, int? batchSize, long seed)
 {
     private Tensor? _perm;
-    private long _pos;
-    private long _epoch;
+    private long _permEpoch = -1;
+    private long _next;
 
-    public Dataset Next()
+    /// <summary>The batch of the next step (steps counted from 0 by this sampler).</summary>
+    public Dataset Next() => At(_next++);
+
+    /// <summary>The batch of step <paramref name="step"/>.</summary>
+    public Dataset At(long step)
     {
         if (batchSize is not { } b || b >= train.Count || train.Inputs is null) return train;
-        if (_perm is null || _pos + b > train.Count)
+        long perEpoch = train.Count / b;
+        long epoch = step / perEpoch;
+        if (_perm is null || _permEpoch != epoch)
         {
             _perm?.Dispose();
-            _perm = randperm(train.Count, generator: new torch.Generator((ulong)(seed * 1_000_003 + _epoch++))).DetachFromDisposeScope();
-            _pos = 0;
+            _perm = randperm(train.Count, generator: new torch.Generator((ulong)(seed * 1_000_003 + epoch))).DetachFromDisposeScope();
+            _permEpoch = epoch;
         }
-        var idx = _perm.narrow(0, _pos, b);
-        _pos += b;
+        _next = step + 1;
+        var idx = _perm.narrow(0, (step % perEpoch) * b, b);
         return train.Select(idx);
     }
 }

@@ -1,0 +1,70 @@
+using System.CommandLine;
+using Harness.Host.Matrix;
+using Harness.Host.Output;
+using Harness.Host.Plugins;
+using Harness.Host.Telemetry;
+using Harness.Host.Training;
+using Microsoft.Extensions.Logging;
+
+namespace Harness.Host.Workers;
+
+/// <summary>
+/// <c>harness worker</c>: executes one cell of a matrix file in this process with <see cref="RunExecutor"/> and
+/// reports progress as <see cref="WorkerProtocol"/> lines on stdout (logs go to stderr). Started by the supervisor
+/// (<see cref="WorkerPool"/>); it loads the plugin folder itself, so a plugin replaced after it started does not
+/// affect it, and a new run sees the new file. SIGTERM/SIGINT end the run as <c>interrupted</c> after flushing its
+/// trace. When stdin reaches end of file (the supervising host died), the worker kills itself at once so that a
+/// restarted host can take the run over without two processes writing one run folder.
+/// </summary>
+public static class WorkerCommand
+{
+    public const int ExitInterrupted = 130;
+    public const int ExitBadArguments = 2;
+
+    public static Command Create()
+    {
+        var matrix = new Option<string>("--matrix") { Description = "matrix file", Required = true };
+        var runId = new Option<string>("--run-id") { Description = "the run id of the cell to execute", Required = true };
+        var runDir = new Option<string>("--run-dir") { Description = "run folder (manifest.json, trace.parquet)", Required = true };
+        var plugins = new Option<string>("--plugins") { Description = "plugin folder", Required = true };
+        var threads = new Option<int>("--threads") { Description = "libtorch threads (0 = all cores)" };
+        var watchStdin = new Option<bool>("--exit-on-stdin-eof") { Description = "kill this process when stdin closes (the supervisor died)" };
+        var cmd = new Command("worker", "(internal) Execute one run of a matrix; used by serve and run.") { matrix, runId, runDir, plugins, threads, watchStdin };
+        cmd.Hidden = true;
+        cmd.SetAction(p => Execute(p.GetValue(matrix)!, p.GetValue(runId)!, p.GetValue(runDir)!, p.GetValue(plugins)!,
+            p.GetValue(threads), p.GetValue(watchStdin)));
+        return cmd;
+    }
+
+    public static int Execute(string matrixFile, string runId, string runDir, string pluginDir, int threads, bool watchStdin)
+    {
+        if (watchStdin)
+            new Thread(() =>
+            {
+                try { while (Console.In.Read() >= 0) { } } catch (IOException) { }
+                Console.Error.WriteLine("harness worker: the supervising host closed stdin (it exited); stopping");
+                System.Diagnostics.Process.GetCurrentProcess().Kill();
+            }) { IsBackground = true, Name = "stdin-watch" }.Start();
+
+        using var cts = new CancellationTokenSource();
+        using var term = System.Runtime.InteropServices.PosixSignalRegistration.Create(System.Runtime.InteropServices.PosixSignal.SIGTERM, c => { c.Cancel = true; cts.Cancel(); });
+        using var intr = System.Runtime.InteropServices.PosixSignalRegistration.Create(System.Runtime.InteropServices.PosixSignal.SIGINT, c => { c.Cancel = true; cts.Cancel(); });
+
+        using var lf = LoggerFactory.Create(b => b
+            .AddSimpleConsole(c => { c.SingleLine = true; c.TimestampFormat = "HH:mm:ss "; })
+            .SetMinimumLevel(LogLevel.Information)
+            .Services.Configure<Microsoft.Extensions.Logging.Console.ConsoleLoggerOptions>(c => c.LogToStandardErrorThreshold = LogLevel.Trace));
+        var log = lf.CreateLogger("worker");
+        TorchSharp.torch.set_num_threads(threads > 0 ? threads : Environment.ProcessorCount);
+        var catalog = PluginCatalog.Load(pluginDir, log);
+        MatrixSpec spec;
+        try { spec = MatrixParser.ParseFile(matrixFile, catalog); }
+        catch (MatrixValidationException e) { Console.Error.WriteLine(e.Message); return ExitBadArguments; }
+        var cell = MatrixExpander.Expand(spec).FirstOrDefault(c => c.RunId == runId);
+        if (cell is null) { Console.Error.WriteLine($"error: run {runId} is not a cell of {matrixFile}"); return ExitBadArguments; }
+        using var metrics = new HarnessMetrics(); // not exported: the host turns this worker's events into metrics
+        using var events = new JsonLinesProgress();
+        var manifest = new RunExecutor(catalog, metrics, log).Execute(cell, runDir, events, cts.Token);
+        return manifest.Status == RunStatus.Interrupted ? ExitInterrupted : 0;
+    }
+}
