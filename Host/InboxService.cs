@@ -55,7 +55,7 @@ public sealed class InboxService(Service.MatrixService queue, IOptions<HarnessOp
         {
             // The errors name the file where the user will find it (inbox/failed/), not inbox/running/ where it was parsed.
             string failed = Path.Combine(inbox, "failed", name);
-            error = new MatrixValidationException(e.Errors.Select(x => x.Location.File == running ? x with { Location = x.Location with { File = failed } } : x).ToList()).Message;
+            error = new MatrixValidationException(e.Errors.Select(x => x.Location.File == running || x.Location.File == file ? x with { Location = x.Location with { File = failed } } : x).ToList()).Message;
         }
         catch (Service.SubmissionConflictException e) { error = e.Message; }
         catch (Exception e) when (e is not OperationCanceledException) { error = e.ToString(); }

@@ -1,6 +1,6 @@
 namespace Harness.Tests.Integration;
 
-/// <summary><c>harness serve</c> with an inbox: a matrix file dropped into the inbox runs and moves to inbox/done; an
+/// <summary><c>harness serve</c> with an inbox: a matrix file dropped into the inbox is queued, moves to inbox/done and runs; an
 /// invalid one moves to inbox/failed with a .error.txt that holds its located errors. The service keeps serving.</summary>
 [TestClass]
 public sealed class ServeInboxTests
@@ -63,7 +63,12 @@ public sealed class ServeInboxTests
         StringAssert.Contains(error, "optimizers[0].hyperparameters.lr: value 0 is outside (0, inf]", error);
         Assert.IsFalse(Directory.Exists(Path.Combine(results, "rejected")), "the invalid matrix trained something");
 
-        var summary = DuckDb.ReadParquet(Path.Combine(results, "served", "summary.parquet"), "run_id");
+        // inbox/done means "accepted into the queue": wait for the runs themselves to finish.
+        string summaryPath = Path.Combine(results, "served", "summary.parquet");
+        service.WaitUntil(() => File.Exists(summaryPath) && DuckDb.ReadParquet(summaryPath, "run_id") is { Count: 2 } rows
+                                && rows.All(r => (string?)r["status"] != "running"),
+            TimeSpan.FromSeconds(120), "both runs of good.yaml finished");
+        var summary = DuckDb.ReadParquet(summaryPath, "run_id");
         Assert.HasCount(2, summary);
         Assert.IsTrue(summary.All(r => (string?)r["status"] == "completed"), string.Join("; ", summary.Select(r => r["status"])));
 
