@@ -2,7 +2,7 @@ using Microsoft.Extensions.Options;
 
 namespace Harness.Host;
 
-/// <summary>Host configuration: section "Harness" of appsettings.json, environment variables HARNESS__*, and
+/// <summary>Host configuration: section "Harness" of appsettings.json, environment variables HARNESS_Harness__*, and
 /// command-line options (which win). Validated at start-up.</summary>
 public sealed class HarnessOptions
 {
