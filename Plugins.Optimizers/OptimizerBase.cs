@@ -10,8 +10,11 @@ namespace Harness.Plugins.Optimizers;
 /// Subclasses implement <see cref="Update"/> for one parameter tensor and declare their buffers in
 /// <see cref="BufferNames"/> (an import that names any other buffer is refused, so a state file of another
 /// optimizer cannot be loaded by mistake).
+/// Every built-in update is θ ← θ + η·u with u independent of η, so every built-in is an
+/// <see cref="IDirectionalOptimizer"/>: subclasses move θ only through <see cref="Apply"/> and <see cref="ApplyDiv"/>,
+/// which either update θ (<see cref="Step"/>) or accumulate u (<see cref="Direction"/>).
 /// </summary>
-public abstract class OptimizerBase : IOptimizer
+public abstract class OptimizerBase : IDirectionalOptimizer
 {
     protected readonly IReadOnlyList<Tensor> Params;
     private readonly Dictionary<string, Tensor?[]> _buffers = new(StringComparer.Ordinal);
