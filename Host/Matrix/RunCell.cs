@@ -158,8 +158,9 @@ public static class MatrixExpander
             for (int j = 0; j < m.Optimizers.Count; j++)
             {
                 var opt = m.Optimizers[j];
+                var tunerGrid = opt.Tuner is null ? new IReadOnlyDictionary<string, object>?[] { null } : Grid(opt.Tuner.Grid).ToArray<IReadOnlyDictionary<string, object>?>();
                 foreach (var ohp in Grid(opt.Grid))
-                foreach (var thp in opt.Tuner is null ? [(IReadOnlyDictionary<string, object>?)null] : Grid(opt.Tuner.Grid))
+                foreach (var thp in tunerGrid)
                 foreach (var init in m.InitSeeds)
                 foreach (var data in m.DataSeeds)
                 {
