@@ -118,6 +118,9 @@ public sealed class RunExecutor(PluginCatalog plugins, HarnessMetrics metrics, I
     /// <summary>Column of η_t·λ1 of a tuned run, at steps where the sharpness probe measured λ1 (published on the
     /// blackboard as <see cref="ProbeBlackboard.HessianSpectrum"/>) at θ_t.</summary>
     public const string TunerEtaLambda1 = "tuner_eta_lambda1";
+    /// <summary>Column of η_t·λ1(P^-1/2 H P^-1/2) of a tuned run, at steps where the precond_sharpness probe ran
+    /// (<see cref="ProbeBlackboard.PreconditionedSpectrum"/>; P is the base's P of its most recent update).</summary>
+    public const string TunerEtaPrecondLambda1 = "tuner_eta_precond_lambda1";
 
     /// <summary>Wraps the optimizer in a <see cref="TunedOptimizer"/> when the cell names a tuner; the tuner's internals
     /// become trace columns tuner_&lt;metric&gt; (plus <see cref="TunerEtaLambda1"/>).</summary>
@@ -133,7 +136,8 @@ public sealed class RunExecutor(PluginCatalog plugins, HarnessMetrics metrics, I
         var plugin = plugins.Tuners[name].Plugin;
         var values = new HyperparameterValues(plugin.Hyperparameters, cell.TunerHyperparameters);
         columns = [.. plugin.MetricsFor(values).Select(m => m with { Name = "tuner_" + m.Name }),
-                   new MetricSpec(TunerEtaLambda1, "η_t·λ1(H) at steps where the sharpness probe ran")];
+                   new MetricSpec(TunerEtaLambda1, "η_t·λ1(H) at steps where the sharpness probe ran"),
+                   new MetricSpec(TunerEtaPrecondLambda1, "η_t·λ1(P^-1/2 H P^-1/2) at steps where the precond_sharpness probe ran")];
         return new TunedOptimizer(directional, plugin.Create(values));
     }
 
@@ -326,6 +330,8 @@ public sealed class RunExecutor(PluginCatalog plugins, HarnessMetrics metrics, I
             }
         if (shared.TryGetValue(ProbeBlackboard.HessianSpectrum, out var o) && o is SpectrumEstimate { Top.Count: > 0 } s && s.Step == t)
             row[index[TunerEtaLambda1]] = gauges.Probe[TunerEtaLambda1] = lr * s.Top[0];
+        if (shared.TryGetValue(ProbeBlackboard.PreconditionedSpectrum, out var po) && po is SpectrumEstimate { Top.Count: > 0 } ps && ps.Step == t)
+            row[index[TunerEtaPrecondLambda1]] = gauges.Probe[TunerEtaPrecondLambda1] = lr * ps.Top[0];
     }
 
     /// <summary>Gives a preconditioned optimizer the P of another run's saved state (<c>preconditioner_from</c>).</summary>

@@ -159,6 +159,7 @@ public sealed class TunerMatrixTests
                 if (sigma == 2) Assert.AreEqual(firstLoss, DuckDb.Double(row["train_loss"])!.Value, 1e-10 * firstLoss, "σ = 2 leaves a quadratic's loss unchanged");
             }
             Assert.IsNull(rows[12]["tuner_eta"], "the final row has no step");
+            Assert.IsTrue(rows.All(r => r["tuner_eta_precond_lambda1"] is null), "no precond_sharpness probe in this matrix");
             if (sigma == 1)
                 for (int i = 0; i < 12; i++)
                     Assert.IsLessThan(DuckDb.Double(rows[i]["train_loss"])!.Value, DuckDb.Double(rows[i + 1]["train_loss"])!.Value, "greedy decreases the loss");
