@@ -13,7 +13,7 @@ namespace Harness.Plugins.Tuners;
 /// </summary>
 public sealed class ExactSharpnessPlugin : ILearningRateTunerPlugin
 {
-    public string Name => "sharpness";
+    public string Name => "exact_sharpness";
     public string Description => "Exact-sharpness rule: η = σ/λ1(H), λ1 by power iteration on the step's batch every step.";
     public IReadOnlyList<HyperparameterSpec> Hyperparameters { get; } =
     [

@@ -135,7 +135,7 @@ public sealed class ClassicalTunerTests
     {
         var ps = TunerTestKit.Parameters(5, seed: 8);
         var obj = new QuadraticObjective(ps, A);
-        using var opt = TunerTestKit.Gd(ps, TunerTestKit.Tuner("sharpness", new Dictionary<string, object>
+        using var opt = TunerTestKit.Gd(ps, TunerTestKit.Tuner("exact_sharpness", new Dictionary<string, object>
             { ["sigma"] = sigma, ["max_iterations"] = 300L, ["tol"] = 0.0 }));
         for (int t = 0; t < 3; t++)
         {

@@ -18,7 +18,7 @@ namespace Harness.Tests.Tuners;
 [TestClass]
 public sealed class TunerMatrixTests
 {
-    private static readonly string[] BuiltIns = ["armijo", "cdat", "constant", "greedy", "hypergradient", "polyak", "sharpness"];
+    private static readonly string[] BuiltIns = ["armijo", "cdat", "constant", "exact_sharpness", "greedy", "hypergradient", "polyak"];
 
     private const string Head = """
         name: tuned
