@@ -63,10 +63,10 @@ public sealed class Adafactor(IReadOnlyList<Tensor> parameters, HyperparameterVa
         {
             var m = Buffer("momentum", index);
             m.mul_(_beta1).addcdiv_(grad, p, value: 1 - _beta1);
-            param.add_(m, alpha: -LearningRate);
+            Apply(index, param, m);
         }
         else
-            param.addcdiv_(grad, p, value: -LearningRate);
+            ApplyDiv(index, param, grad, p);
     }
 
     protected override void UpdateStatistics(int index, Tensor grad, long t)

@@ -40,7 +40,7 @@ public sealed class Adagrad(IReadOnlyList<Tensor> parameters, HyperparameterValu
     }
 
     protected override void Update(int index, Tensor param, Tensor grad, long t) =>
-        param.addcdiv_(grad, StepPreconditioner(index, grad, t), value: -LearningRate);
+        ApplyDiv(index, param, grad, StepPreconditioner(index, grad, t));
 
     protected override void UpdateStatistics(int index, Tensor grad, long t) => Sum(index).addcmul_(grad, grad, value: 1);
 

@@ -44,7 +44,7 @@ public abstract class AdamFamily : AdaptiveOptimizer
         var m = Buffer("exp_avg", index);
         m.mul_(_beta1).add_(grad, alpha: 1 - _beta1);
         var p = StepPreconditioner(index, grad, t);
-        param.addcdiv_(m, p, value: -LearningRate);
+        ApplyDiv(index, param, m, p);
     }
 
     protected override void UpdateStatistics(int index, Tensor grad, long t)

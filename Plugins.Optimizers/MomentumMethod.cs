@@ -71,9 +71,9 @@ public abstract class MomentumMethod : OptimizerBase
                 throw new InvalidOperationException($"unknown momentum kind {_kind}");
         }
         if (_preconditioned && HasBuffer(PreconditionerBuffer, index))
-            param.addcdiv_(direction, Buffer(PreconditionerBuffer, index), value: -LearningRate);
+            ApplyDiv(index, param, direction, Buffer(PreconditionerBuffer, index));
         else
-            param.add_(direction, alpha: -LearningRate);
+            Apply(index, param, direction);
     }
 
     /// <summary>The static P (ones until one is imported) for the preconditioned variants; null otherwise.</summary>

@@ -62,8 +62,8 @@ public sealed class Nadam(IReadOnlyList<Tensor> parameters, HyperparameterValues
         var m = Buffer("exp_avg", index);
         m.mul_(_beta1).add_(grad, alpha: 1 - _beta1);
         var p = StepPreconditioner(index, grad, t);
-        param.addcdiv_(grad, p, value: -LearningRate * _a);
-        param.addcdiv_(m, p, value: -LearningRate * _b);
+        ApplyDiv(index, param, grad, p, _a);
+        ApplyDiv(index, param, m, p, _b);
     }
 
     protected override void UpdateStatistics(int index, Tensor grad, long t) =>

@@ -10,11 +10,16 @@ namespace Harness.Plugins.Optimizers;
 /// Subclasses implement <see cref="Update"/> for one parameter tensor and declare their buffers in
 /// <see cref="BufferNames"/> (an import that names any other buffer is refused, so a state file of another
 /// optimizer cannot be loaded by mistake).
+/// Every built-in update is θ ← θ + η·u with u independent of η, so every built-in is an
+/// <see cref="IDirectionalOptimizer"/>: subclasses move θ only through <see cref="Apply"/> and <see cref="ApplyDiv"/>,
+/// which either update θ (<see cref="Step"/>) or accumulate u (<see cref="Direction"/>).
 /// </summary>
-public abstract class OptimizerBase : IOptimizer
+public abstract class OptimizerBase : IDirectionalOptimizer
 {
     protected readonly IReadOnlyList<Tensor> Params;
     private readonly Dictionary<string, Tensor?[]> _buffers = new(StringComparer.Ordinal);
+    /// <summary>Non-null while <see cref="Direction"/> runs: the direction being accumulated per tensor.</summary>
+    private Tensor[]? _direction;
 
     protected OptimizerBase(IReadOnlyList<Tensor> parameters, double learningRate, double weightDecay = 0, bool decoupledWeightDecay = false)
     {
@@ -65,11 +70,60 @@ public abstract class OptimizerBase : IOptimizer
         return new StepResult(eval.Loss);
     }
 
+    /// <summary>The direction u of the update <see cref="Step"/> would make, at learning rate 1: advances the state
+    /// (step count, buffers) exactly as <see cref="Step"/> does and leaves θ unchanged. Decoupled weight decay is part
+    /// of u (θ(1 − ηλ) − η d = θ + η(−λθ − d)).</summary>
+    public IReadOnlyList<Tensor> Direction(IObjective objective)
+    {
+        var eval = objective.Evaluate();
+        var u = new Tensor[Params.Count];
+        using (no_grad())
+        {
+            for (int i = 0; i < Params.Count; i++) u[i] = zeros_like(Params[i]);
+            using var scope = NewDisposeScope();
+            long t = StepCount + 1;
+            _direction = u;
+            try
+            {
+                BeginStep(t);
+                for (int i = 0; i < Params.Count; i++)
+                {
+                    var grad = eval.Gradient[i];
+                    if (WeightDecay != 0)
+                    {
+                        if (DecoupledWeightDecay) u[i].add_(Params[i], alpha: -WeightDecay);
+                        else grad = grad.add(Params[i], alpha: WeightDecay);
+                    }
+                    Update(i, Params[i], grad, t);
+                }
+            }
+            finally { _direction = null; }
+        }
+        StepCount++;
+        return u;
+    }
+
+    /// <summary>θ ← θ − η·scale·d for parameter <paramref name="index"/> (or, inside <see cref="Direction"/>,
+    /// u ← u − scale·d). The only way subclasses may change a parameter.</summary>
+    protected void Apply(int index, Tensor param, Tensor d, double scale = 1)
+    {
+        if (_direction is { } u) u[index].add_(d, alpha: -scale);
+        else param.add_(d, alpha: -LearningRate * scale);
+    }
+
+    /// <summary>θ ← θ − η·scale·n/p (or u ← u − scale·n/p inside <see cref="Direction"/>).</summary>
+    protected void ApplyDiv(int index, Tensor param, Tensor n, Tensor p, double scale = 1)
+    {
+        if (_direction is { } u) u[index].addcdiv_(n, p, value: -scale);
+        else param.addcdiv_(n, p, value: -LearningRate * scale);
+    }
+
     /// <summary>Called once per step before the per-tensor updates (for step-wide scalars).</summary>
     protected virtual void BeginStep(long t) { }
 
-    /// <summary>Updates parameter <paramref name="index"/> in place (called under no_grad, inside a dispose scope)
-    /// at step t ≥ 1. <paramref name="grad"/> already includes L2 weight decay.</summary>
+    /// <summary>Updates parameter <paramref name="index"/> (called under no_grad, inside a dispose scope) at step
+    /// t ≥ 1, changing it only through <see cref="Apply"/>/<see cref="ApplyDiv"/> (so that <see cref="Direction"/>
+    /// works). <paramref name="grad"/> already includes L2 weight decay.</summary>
     protected abstract void Update(int index, Tensor param, Tensor grad, long t);
 
     /// <summary>The state buffer <paramref name="name"/> of parameter <paramref name="index"/>, created as zeros

@@ -41,10 +41,10 @@ public sealed class RmsProp(IReadOnlyList<Tensor> parameters, HyperparameterValu
         {
             var b = Buffer("momentum_buffer", index);
             b.mul_(_momentum).addcdiv_(grad, p);
-            param.add_(b, alpha: -LearningRate);
+            Apply(index, param, b);
         }
         else
-            param.addcdiv_(grad, p, value: -LearningRate);
+            ApplyDiv(index, param, grad, p);
     }
 
     protected override void UpdateStatistics(int index, Tensor grad, long t)

@@ -301,6 +301,7 @@ public static class HarnessCli
         foreach (var (n, l) in catalog.Optimizers.OrderBy(k => k.Key)) Add("optimizer", n, l.Plugin.Description, l.Plugin.Hyperparameters, l.Origin);
         foreach (var (n, l) in catalog.Models.OrderBy(k => k.Key)) Add("model", n, l.Plugin.Description, l.Plugin.Hyperparameters, l.Origin);
         foreach (var (n, l) in catalog.Probes.OrderBy(k => k.Key)) Add("probe", n, l.Plugin.Description, l.Plugin.Hyperparameters, l.Origin);
+        foreach (var (n, l) in catalog.Tuners.OrderBy(k => k.Key)) Add("tuner", n, l.Plugin.Description, l.Plugin.Hyperparameters, l.Origin);
         AnsiConsole.Write(table);
         foreach (var e in catalog.Errors)
             AnsiConsole.MarkupLine($"[red]not loaded:[/] {Markup.Escape(e.File)}: {Markup.Escape(e.Reason)}");

@@ -97,7 +97,7 @@ public sealed partial class MatrixParser(PluginCatalog plugins)
             var item = seq.Children[i];
             if (item is not YamlMappingNode m) { Error(item, path, "must be a mapping with 'name' and optional 'hyperparameters'"); continue; }
             bool isOptimizer = kind == "optimizer";
-            if (isOptimizer) CheckKeys(m, path, "name", "hyperparameters", "schedule", "preconditioner_from");
+            if (isOptimizer) CheckKeys(m, path, "name", "hyperparameters", "schedule", "preconditioner_from", "tuner");
             else CheckKeys(m, path, "name", "hyperparameters");
             var pluginName = Str(m, "name", path + ".name", required: true);
             if (pluginName is null) continue;
@@ -106,46 +106,86 @@ public sealed partial class MatrixParser(PluginCatalog plugins)
                 Error(Get(m, "name")!, path + ".name", $"unknown {kind} '{pluginName}' (available: {string.Join(", ", known.Keys.Order())})");
                 continue;
             }
-            var grid = new List<KeyValuePair<string, IReadOnlyList<object>>>();
-            if (Get(m, "hyperparameters") is { } hpNode)
-            {
-                if (hpNode is not YamlMappingNode hpMap) { Error(hpNode, path + ".hyperparameters", "must be a mapping name: value or name: [values]"); continue; }
-                foreach (var (k, v) in hpMap.Children)
-                {
-                    if (k is not YamlScalarNode { Value: { } hpName }) { Error(k, path + ".hyperparameters", "keys must be plain hyperparameter names"); continue; }
-                    string hpPath = $"{path}.hyperparameters.{hpName}";
-                    var spec = schema.FirstOrDefault(s => s.Name == hpName);
-                    if (spec is null)
-                    {
-                        Error(k, hpPath, $"unknown hyperparameter of {kind} '{pluginName}' (it has: {string.Join(", ", schema.Select(s => s.Name))})");
-                        continue;
-                    }
-                    var values = new List<object>();
-                    var items = v is YamlSequenceNode vs ? vs.Children.ToList() : [v];
-                    if (items.Count == 0) Error(v, hpPath, "an empty list sweeps nothing");
-                    for (int j = 0; j < items.Count; j++)
-                    {
-                        var itemPath = v is YamlSequenceNode ? $"{hpPath}[{j}]" : hpPath;
-                        if (Scalar(items[j], itemPath) is not { } raw) continue;
-                        if (spec.Coerce(raw, out var err) is { } ok)
-                        {
-                            // A repeated value would expand to the same run twice.
-                            if (values.Contains(ok)) Error(items[j], itemPath, $"duplicate value {Harness.Host.Matrix.RunCell.Format(ok)} in the list");
-                            else values.Add(ok);
-                        }
-                        else Error(items[j], itemPath, err!);
-                    }
-                    if (values.Count > 0) grid.Add(new(hpName, values));
-                }
-            }
-            // Defaults become explicit one-value axes, so the manifest and the run id record every value used.
-            foreach (var spec in schema.Where(sp => grid.All(g => g.Key != sp.Name)))
-                grid.Add(new(spec.Name, [spec.Coerce(spec.Default, out _)!]));
+            if (HyperparameterGrid(m, path, schema, kind, pluginName) is not { } grid) continue;
             var schedule = isOptimizer && Get(m, "schedule") is { } sn ? Schedule(sn, path + ".schedule") : null;
             var precondFrom = isOptimizer && Get(m, "preconditioner_from") is { } pn ? PreconditionerFrom(pn, path + ".preconditioner_from", i, pluginName) : null;
-            result.Add(new ComponentSpec(pluginName, grid, Loc(item), schedule, precondFrom));
+            var tuner = isOptimizer && Get(m, "tuner") is { } tn ? Tuner(tn, path + ".tuner", pluginName) : null;
+            result.Add(new ComponentSpec(pluginName, grid, Loc(item), schedule, precondFrom) { Tuner = tuner });
         }
         return result;
+    }
+
+    /// <summary>The hyperparameter grid of a component mapping (<c>hyperparameters</c>, defaults as one-value axes), or
+    /// null when the mapping is malformed (errors recorded).</summary>
+    private List<KeyValuePair<string, IReadOnlyList<object>>>? HyperparameterGrid(YamlMappingNode m, string path, IReadOnlyList<HyperparameterSpec> schema,
+        string kind, string pluginName)
+    {
+        var grid = new List<KeyValuePair<string, IReadOnlyList<object>>>();
+        if (Get(m, "hyperparameters") is { } hpNode)
+        {
+            if (hpNode is not YamlMappingNode hpMap) { Error(hpNode, path + ".hyperparameters", "must be a mapping name: value or name: [values]"); return null; }
+            foreach (var (k, v) in hpMap.Children)
+            {
+                if (k is not YamlScalarNode { Value: { } hpName }) { Error(k, path + ".hyperparameters", "keys must be plain hyperparameter names"); continue; }
+                string hpPath = $"{path}.hyperparameters.{hpName}";
+                var spec = schema.FirstOrDefault(s => s.Name == hpName);
+                if (spec is null)
+                {
+                    Error(k, hpPath, $"unknown hyperparameter of {kind} '{pluginName}' (it has: {string.Join(", ", schema.Select(s => s.Name))})");
+                    continue;
+                }
+                var values = new List<object>();
+                var items = v is YamlSequenceNode vs ? vs.Children.ToList() : [v];
+                if (items.Count == 0) Error(v, hpPath, "an empty list sweeps nothing");
+                for (int j = 0; j < items.Count; j++)
+                {
+                    var itemPath = v is YamlSequenceNode ? $"{hpPath}[{j}]" : hpPath;
+                    if (Scalar(items[j], itemPath) is not { } raw) continue;
+                    if (spec.Coerce(raw, out var err) is { } ok)
+                    {
+                        // A repeated value would expand to the same run twice.
+                        if (values.Contains(ok)) Error(items[j], itemPath, $"duplicate value {Harness.Host.Matrix.RunCell.Format(ok)} in the list");
+                        else values.Add(ok);
+                    }
+                    else Error(items[j], itemPath, err!);
+                }
+                if (values.Count > 0) grid.Add(new(hpName, values));
+            }
+        }
+        // Defaults become explicit one-value axes, so the manifest and the run id record every value used.
+        foreach (var spec in schema.Where(sp => grid.All(g => g.Key != sp.Name)))
+            grid.Add(new(spec.Name, [spec.Coerce(spec.Default, out _)!]));
+        return grid;
+    }
+
+    /// <summary><c>optimizers[i].tuner: { name: &lt;tuner&gt;, hyperparameters: { ... } }</c>; the optimizer must implement
+    /// <see cref="IDirectionalOptimizer"/> (its update is θ + η u with u independent of η).</summary>
+    private TunerSpec? Tuner(YamlNode node, string path, string optimizer)
+    {
+        if (node is not YamlMappingNode m) { Error(node, path, "must be a mapping with 'name' and optional 'hyperparameters'"); return null; }
+        CheckKeys(m, path, "name", "hyperparameters");
+        var name = Str(m, "name", path + ".name", required: true);
+        if (name is null) return null;
+        if (!plugins.Tuners.TryGetValue(name, out var tuner))
+        {
+            Error(Get(m, "name")!, path + ".name", $"unknown tuner '{name}' (available: {string.Join(", ", plugins.Tuners.Keys.Order())})");
+            return null;
+        }
+        if (plugins.Optimizers.TryGetValue(optimizer, out var opt) && !IsDirectional(opt.Plugin))
+            Error(Get(m, "name")!, path, $"optimizer '{optimizer}' does not implement IDirectionalOptimizer (its update is not θ + η·u with u independent of η), so a tuner cannot wrap it");
+        var grid = HyperparameterGrid(m, path, tuner.Plugin.Hyperparameters, "tuner", name);
+        return grid is null ? null : new TunerSpec(name, grid, Loc(m));
+    }
+
+    private static bool IsDirectional(IOptimizerPlugin plugin)
+    {
+        try
+        {
+            using var scope = TorchSharp.torch.NewDisposeScope();
+            using var opt = plugin.Create([TorchSharp.torch.zeros(1, dtype: TorchSharp.torch.ScalarType.Float64)], new HyperparameterValues(plugin.Hyperparameters));
+            return opt is IDirectionalOptimizer;
+        }
+        catch (Exception) { return true; } // not decidable here; the run reports it
     }
 
     private Harness.Host.Training.LearningRateSchedule? Schedule(YamlNode node, string path)

@@ -21,7 +21,15 @@ public sealed class MatrixValidationException(IReadOnlyList<MatrixError> errors)
 /// <summary>An optimizer or model entry: a plugin name and, per hyperparameter, the list of values to sweep
 /// (a scalar in the file is a one-value list).</summary>
 public sealed record ComponentSpec(string Name, IReadOnlyList<KeyValuePair<string, IReadOnlyList<object>>> Grid, SourceLocation Location,
-    Training.LearningRateSchedule? Schedule = null, PreconditionerSourceSpec? PreconditionerFrom = null);
+    Training.LearningRateSchedule? Schedule = null, PreconditionerSourceSpec? PreconditionerFrom = null)
+{
+    /// <summary><c>optimizers[i].tuner</c>: a learning-rate tuner wrapping the optimizer, or null.</summary>
+    public TunerSpec? Tuner { get; init; }
+}
+
+/// <summary><c>optimizers[i].tuner: { name, hyperparameters }</c>: a tuner plugin and its grid (crossed with the
+/// optimizer's grid).</summary>
+public sealed record TunerSpec(string Name, IReadOnlyList<KeyValuePair<string, IReadOnlyList<object>>> Grid, SourceLocation Location);
 
 /// <summary><c>optimizers[i].preconditioner_from</c>: the preconditioner P that the runs of an earlier optimizer entry
 /// (<paramref name="Optimizer"/>, 0-based) reported at <paramref name="Step"/>, or the P in a saved state

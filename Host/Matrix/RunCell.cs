@@ -20,6 +20,11 @@ public sealed record RunCell(
     PreconditionerSource? PreconditionerFrom = null,
     IReadOnlyList<long>? SaveStateAt = null)
 {
+    /// <summary>The learning-rate tuner wrapping the optimizer (<c>optimizers[i].tuner</c>), or null.</summary>
+    public string? Tuner { get; init; }
+    /// <summary>The tuner's resolved hyperparameters (one value each) when <see cref="Tuner"/> is set.</summary>
+    public IReadOnlyDictionary<string, object>? TunerHyperparameters { get; init; }
+
     /// <summary>Name of the file a run writes its optimizer state to at <paramref name="step"/>.</summary>
     public static string StateFileName(long step) => $"state-{step}.json";
 
@@ -34,6 +39,10 @@ public sealed record RunCell(
     public JsonObject Configuration()
     {
         var config = BaseConfiguration();
+        // Present only when set, so the ids of untuned runs stay what they were.
+        if (Tuner is not null)
+            ((JsonObject)config["optimizer"]!)["tuner"] = new JsonObject
+                { ["name"] = Tuner, ["hyperparameters"] = Sorted(TunerHyperparameters ?? new Dictionary<string, object>()) };
         if (PreconditionerFrom is { } src)
             ((JsonObject)config["optimizer"]!)["preconditioner_from"] = src.File is null
                 ? new JsonObject { ["run_id"] = src.RunId, ["step"] = src.Step }
@@ -88,12 +97,13 @@ public sealed record RunCell(
 
     /// <summary>Stable id: optimizer name plus the first 12 hex digits of SHA-256 of the canonical configuration.
     /// Re-running a matrix finds finished runs by this id and skips them.</summary>
-    public string RunId => $"{Optimizer}-{Hash()}";
+    public string RunId => Tuner is null ? $"{Optimizer}-{Hash()}" : $"{Optimizer}-{Tuner}-{Hash()}";
 
     /// <summary>Short human label, e.g. "gd lr=0.1 | fashion_mlp | seeds 0/0".</summary>
     public string Label =>
         $"{Optimizer} {string.Join(" ", OptimizerHyperparameters.OrderBy(k => k.Key, StringComparer.Ordinal).Select(kv => $"{kv.Key}={Format(kv.Value)}"))} | {Model} | seeds {InitSeed}/{DataSeed}".Replace("  ", " ")
-        + (PreconditionerFrom is { } src ? $" | P from {(src.File is null ? src.RunId : Path.GetFileName(src.File))}@{src.Step}" : "");
+        + (PreconditionerFrom is { } src ? $" | P from {(src.File is null ? src.RunId : Path.GetFileName(src.File))}@{src.Step}" : "")
+        + (Tuner is null ? "" : $" | tuner {Tuner} {string.Join(" ", (TunerHyperparameters ?? new Dictionary<string, object>()).OrderBy(k => k.Key, StringComparer.Ordinal).Select(kv => $"{kv.Key}={Format(kv.Value)}"))}".TrimEnd());
 
     private static readonly JsonSerializerOptions ScheduleJson = new() { PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower };
 
@@ -148,13 +158,16 @@ public static class MatrixExpander
             for (int j = 0; j < m.Optimizers.Count; j++)
             {
                 var opt = m.Optimizers[j];
+                var tunerGrid = opt.Tuner is null ? new IReadOnlyDictionary<string, object>?[] { null } : Grid(opt.Tuner.Grid).ToArray<IReadOnlyDictionary<string, object>?>();
                 foreach (var ohp in Grid(opt.Grid))
+                foreach (var thp in tunerGrid)
                 foreach (var init in m.InitSeeds)
                 foreach (var data in m.DataSeeds)
                 {
                     var key = (j, modelIndex, init, data);
                     if (!byEntry.TryGetValue(key, out var mine)) byEntry[key] = mine = new List<RunCell>();
-                    var cell = new RunCell(m.Name, model.Name, mhp, opt.Name, ohp, init, data, m, opt.Schedule);
+                    var cell = new RunCell(m.Name, model.Name, mhp, opt.Name, ohp, init, data, m, opt.Schedule)
+                        { Tuner = opt.Tuner?.Name, TunerHyperparameters = thp };
                     IEnumerable<RunCell> made = opt.PreconditionerFrom switch
                     {
                         { Optimizer: { } src, Step: var step } => byEntry.GetValueOrDefault((src, modelIndex, init, data), [])

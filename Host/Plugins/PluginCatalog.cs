@@ -7,7 +7,7 @@ using Microsoft.Extensions.Logging;
 
 namespace Harness.Host.Plugins;
 
-public enum PluginKind { Optimizer, Model, Probe }
+public enum PluginKind { Optimizer, Model, Probe, Tuner }
 
 /// <summary>Where a plugin came from: recorded in every run's manifest.</summary>
 public sealed record PluginOrigin(string File, string Sha256, string AssemblyName, string AssemblyVersion);
@@ -30,12 +30,14 @@ public sealed class PluginCatalog
     private readonly Dictionary<string, LoadedPlugin<IOptimizerPlugin>> _optimizers = new(StringComparer.Ordinal);
     private readonly Dictionary<string, LoadedPlugin<IModelPlugin>> _models = new(StringComparer.Ordinal);
     private readonly Dictionary<string, LoadedPlugin<IProbePlugin>> _probes = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, LoadedPlugin<ILearningRateTunerPlugin>> _tuners = new(StringComparer.Ordinal);
     private readonly List<PluginLoadError> _errors = new();
 
     public string Folder { get; }
     public IReadOnlyDictionary<string, LoadedPlugin<IOptimizerPlugin>> Optimizers => _optimizers;
     public IReadOnlyDictionary<string, LoadedPlugin<IModelPlugin>> Models => _models;
     public IReadOnlyDictionary<string, LoadedPlugin<IProbePlugin>> Probes => _probes;
+    public IReadOnlyDictionary<string, LoadedPlugin<ILearningRateTunerPlugin>> Tuners => _tuners;
     public IReadOnlyList<PluginLoadError> Errors => _errors;
 
     private PluginCatalog(string folder) => Folder = folder;
@@ -52,6 +54,7 @@ public sealed class PluginCatalog
             if (plugin is IOptimizerPlugin o) catalog._optimizers[o.Name] = new(o, origin);
             if (plugin is IModelPlugin m) catalog._models[m.Name] = new(m, origin);
             if (plugin is IProbePlugin p) catalog._probes[p.Name] = new(p, origin);
+            if (plugin is ILearningRateTunerPlugin l) catalog._tuners[l.Name] = new(l, origin);
         }
         return catalog;
     }
@@ -177,9 +180,10 @@ public sealed class PluginCatalog
             found += Register<IOptimizerPlugin>(type, origin, _optimizers, p => p.Name, logger);
             found += Register<IModelPlugin>(type, origin, _models, p => p.Name, logger);
             found += Register<IProbePlugin>(type, origin, _probes, p => p.Name, logger);
+            found += Register<ILearningRateTunerPlugin>(type, origin, _tuners, p => p.Name, logger);
         }
         if (found == 0 && !_errors.Any(e => e.File.StartsWith(rel, StringComparison.Ordinal)))
-            Fail(rel, "contains no public optimizer, model or probe plugin type", logger);
+            Fail(rel, "contains no public optimizer, model, probe or tuner plugin type", logger);
         _loaders.Add(loader);
         logger?.LogDebug("loaded {Count} plugin(s) from {File}", found, rel);
     }

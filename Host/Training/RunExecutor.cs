@@ -69,6 +69,7 @@ public sealed class RunExecutor(PluginCatalog plugins, HarnessMetrics metrics, I
                 Use("optimizer", cell.Optimizer, optPlugin.Origin),
                 Use("model", cell.Model, modelPlugin.Origin),
                 .. spec.Probes.Select(p => Use("probe", p.Name, plugins.Probes[p.Name].Origin)),
+                .. cell.Tuner is { } tunerName ? [Use("tuner", tunerName, plugins.Tuners[tunerName].Origin)] : Array.Empty<PluginUse>(),
             ],
         };
         manifest.Save(manifestPath);
@@ -81,8 +82,8 @@ public sealed class RunExecutor(PluginCatalog plugins, HarnessMetrics metrics, I
                 new HyperparameterValues(modelPlugin.Plugin.Hyperparameters, cell.ModelHyperparameters),
                 cell.InitSeed, cell.DataSeed, dtype, device, spec.DataDirectory));
             manifest.ParameterCount = model.Parameters.Sum(p => p.Tensor.numel());
-            using var optimizer = optPlugin.Plugin.Create(model.Parameters.Select(p => p.Tensor).ToList(),
-                new HyperparameterValues(optPlugin.Plugin.Hyperparameters, cell.OptimizerHyperparameters));
+            using var optimizer = WithTuner(cell, optPlugin.Plugin.Create(model.Parameters.Select(p => p.Tensor).ToList(),
+                new HyperparameterValues(optPlugin.Plugin.Hyperparameters, cell.OptimizerHyperparameters)), out var tunerColumns);
             if (cell.PreconditionerFrom is { } source) ImportPreconditioner(optimizer, model, source, runDir);
             var probes = spec.Probes.Select(p =>
             {
@@ -96,8 +97,10 @@ public sealed class RunExecutor(PluginCatalog plugins, HarnessMetrics metrics, I
                 var columns = FixedColumns
                     .Concat(probes.SelectMany(p => p.metrics.Select(m => m.Name)))
                     .Concat(costColumns)
+                    .Concat(tunerColumns.Select(m => m.Name))
                     .ToList();
-                gauges = metrics.StartRun(cell, probes.SelectMany(p => p.metrics.Where(m => !m.TraceOnly).Select(m => m.Name)).Concat(costColumns));
+                gauges = metrics.StartRun(cell, probes.SelectMany(p => p.metrics.Where(m => !m.TraceOnly).Select(m => m.Name)).Concat(costColumns)
+                    .Concat(tunerColumns.Where(m => !m.TraceOnly).Select(m => m.Name)));
                 using var trace = new TraceWriter(tracePath, columns);
                 // Resume from a checkpoint: the new trace starts with the old rows of the steps before it.
                 if (_resume is { } cp && (previousTrace is null || RunCheckpoint.CopyRows(previousTrace, trace, cp.Step, manifest) != cp.Step))
@@ -131,6 +134,32 @@ public sealed class RunExecutor(PluginCatalog plugins, HarnessMetrics metrics, I
         if (gauges is not null) metrics.EndRun(gauges, manifest.Status.ToString().ToLowerInvariant());
         progress.RunEnded(cell, manifest);
         return manifest;
+    }
+
+    /// <summary>Column of η_t·λ1 of a tuned run, at steps where the sharpness probe measured λ1 (published on the
+    /// blackboard as <see cref="ProbeBlackboard.HessianSpectrum"/>) at θ_t.</summary>
+    public const string TunerEtaLambda1 = "tuner_eta_lambda1";
+    /// <summary>Column of η_t·λ1(P^-1/2 H P^-1/2) of a tuned run, at steps where the precond_sharpness probe ran
+    /// (<see cref="ProbeBlackboard.PreconditionedSpectrum"/>; P is the base's P of its most recent update).</summary>
+    public const string TunerEtaPrecondLambda1 = "tuner_eta_precond_lambda1";
+
+    /// <summary>Wraps the optimizer in a <see cref="TunedOptimizer"/> when the cell names a tuner; the tuner's internals
+    /// become trace columns tuner_&lt;metric&gt; (plus <see cref="TunerEtaLambda1"/>).</summary>
+    private IOptimizer WithTuner(RunCell cell, IOptimizer optimizer, out IReadOnlyList<MetricSpec> columns)
+    {
+        columns = [];
+        if (cell.Tuner is not { } name) return optimizer;
+        if (optimizer is not IDirectionalOptimizer directional)
+        {
+            optimizer.Dispose();
+            throw new InvalidOperationException($"optimizer '{cell.Optimizer}' does not implement IDirectionalOptimizer, so tuner '{name}' cannot wrap it");
+        }
+        var plugin = plugins.Tuners[name].Plugin;
+        var values = new HyperparameterValues(plugin.Hyperparameters, cell.TunerHyperparameters);
+        columns = [.. plugin.MetricsFor(values).Select(m => m with { Name = "tuner_" + m.Name }),
+                   new MetricSpec(TunerEtaLambda1, "η_t·λ1(H) at steps where the sharpness probe ran"),
+                   new MetricSpec(TunerEtaPrecondLambda1, "η_t·λ1(P^-1/2 H P^-1/2) at steps where the precond_sharpness probe ran")];
+        return new TunedOptimizer(directional, plugin.Create(values));
     }
 
     /// <summary>Per probe: seconds, Hessian-vector products, gradient evaluations of its measurement and the interval
@@ -170,6 +199,8 @@ public sealed class RunExecutor(PluginCatalog plugins, HarnessMetrics metrics, I
         var initial = model.Parameters.Select(p => p.Tensor.detach().clone().DetachFromDisposeScope()).ToList();
         List<Tensor>? previousUpdate = null, updateBeforePrevious = null;
         var shared = new Dictionary<string, object>(StringComparer.Ordinal);
+        var tuned = optimizer as TunedOptimizer;
+        if (tuned is not null) tuned.Shared = shared;
         var scheduler = new ProbeScheduler(probes.Select(p => new ProbeSchedule(p.spec.Name, p.spec.Every, p.spec.Windows, p.spec.Burst)).ToList(),
             spec.Training.ProbeBudget);
         double iterationMark = clock.Elapsed.TotalSeconds;
@@ -250,6 +281,7 @@ public sealed class RunExecutor(PluginCatalog plugins, HarnessMetrics metrics, I
             {
                 var before = model.Parameters.Select(p => p.Tensor.detach().clone()).ToList();
                 optimizer.Step(stepObjective);
+                if (tuned is not null) RecordTuner(tuned, t, shared, row, index, gauges, ref lr, ref threshold);
                 foreach (var u in updateBeforePrevious ?? []) u.Dispose();
                 updateBeforePrevious = previousUpdate;
                 previousUpdate = model.Parameters.Select((p, i) => (p.Tensor.detach() - before[i]).DetachFromDisposeScope()).ToList();
@@ -322,6 +354,24 @@ public sealed class RunExecutor(PluginCatalog plugins, HarnessMetrics metrics, I
             foreach (var u in previousUpdate ?? []) u.Dispose();
             foreach (var u in updateBeforePrevious ?? []) u.Dispose();
         }
+    }
+
+    /// <summary>A tuned step's η_t and threshold (known only after the tuner chose), its internals and η_t·λ1.</summary>
+    private static void RecordTuner(TunedOptimizer tuned, long t, Dictionary<string, object> shared, double?[] row,
+        Dictionary<string, int> index, RunGauges gauges, ref double lr, ref double threshold)
+    {
+        lr = tuned.LearningRate;
+        threshold = tuned.StabilityThreshold;
+        foreach (var (name, value) in tuned.Tuner.Internals)
+            if (index.TryGetValue("tuner_" + name, out int col))
+            {
+                row[col] = value;
+                gauges.Probe["tuner_" + name] = value;
+            }
+        if (shared.TryGetValue(ProbeBlackboard.HessianSpectrum, out var o) && o is SpectrumEstimate { Top.Count: > 0 } s && s.Step == t)
+            row[index[TunerEtaLambda1]] = gauges.Probe[TunerEtaLambda1] = lr * s.Top[0];
+        if (shared.TryGetValue(ProbeBlackboard.PreconditionedSpectrum, out var po) && po is SpectrumEstimate { Top.Count: > 0 } ps && ps.Step == t)
+            row[index[TunerEtaPrecondLambda1]] = gauges.Probe[TunerEtaPrecondLambda1] = lr * ps.Top[0];
     }
 
     /// <summary>Gives a preconditioned optimizer the P of another run's saved state (<c>preconditioner_from</c>).</summary>

@@ -1,0 +1,3 @@
+using Harness.Abstractions;
+
+[assembly: ContractVersion(Contract.Version)]
