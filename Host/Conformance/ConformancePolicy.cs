@@ -73,14 +73,49 @@ public sealed class ConformanceCache(string directory)
         catch (Exception e) when (e is IOException or UnauthorizedAccessException) { }
     }
 
-    /// <summary>The cached verdict, or a fresh one (stored).</summary>
-    public ConformanceReport GetOrVerify(string sha256, IOptimizerPlugin plugin, string name)
+    /// <summary>The cached verdict, or a fresh one (stored). Inside the <c>harness</c> executable the gate runs in a
+    /// child process (<c>harness verify</c>), so a plugin that aborts natively, overflows its stack or exhausts memory
+    /// while being checked fails its verdict instead of taking the host down; elsewhere (tests, embedding) in-process.</summary>
+    public ConformanceReport GetOrVerify(string sha256, IOptimizerPlugin plugin, string name, string? file = null)
     {
         if (TryGet(sha256, name) is { } cached && cached.Plugin == name) return cached;
+        if (file is not null && HarnessExecutable() is { } exe)
+            return VerifyInChildProcess(exe, file, sha256, name);
         var report = ConformanceGate.Verify(plugin);
         Store(sha256, report);
         return report;
     }
+
+    /// <summary>The running harness executable, or null when this process is something else (a test host).</summary>
+    private static string? HarnessExecutable()
+    {
+        var path = Environment.ProcessPath;
+        return path is not null && System.IO.Path.GetFileNameWithoutExtension(path) == "harness" ? path : null;
+    }
+
+    private ConformanceReport VerifyInChildProcess(string exe, string file, string sha256, string name)
+    {
+        var psi = new System.Diagnostics.ProcessStartInfo(exe) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        foreach (var a in new[] { "verify", file }) psi.ArgumentList.Add(a);
+        psi.Environment["HARNESS_VERIFY_CACHE"] = Directory;
+        using var child = System.Diagnostics.Process.Start(psi)!;
+        var stderr = child.StandardError.ReadToEndAsync();
+        _ = child.StandardOutput.ReadToEndAsync();
+        if (!child.WaitForExit(TimeSpan.FromMinutes(5)))
+        {
+            try { child.Kill(entireProcessTree: true); } catch (InvalidOperationException) { }
+            return Failed(name, "the gate did not finish within 5 minutes");
+        }
+        // Exit 0/1: every optimizer of the file was checked and its verdict stored in the cache.
+        if (TryGet(sha256, name) is { } report && report.Plugin == name) return report;
+        string tail = stderr.IsCompleted ? stderr.Result : "";
+        if (tail.Length > 2000) tail = tail[^2000..];
+        return Failed(name, $"the gate's process ended with exit code {child.ExitCode}{(child.ExitCode > 128 ? $" (signal {child.ExitCode - 128})" : "")} before a verdict: {tail.Trim()}");
+    }
+
+    /// <summary>A failed verdict that is not stored, so the plugin is checked again on the next load.</summary>
+    private static ConformanceReport Failed(string name, string why) =>
+        new(name, ConformanceGate.Version, [new ConformanceCheck("process", false, why)]);
 
     /// <summary>Applies the gate to every optimizer of a freshly loaded catalog: a failing optimizer is removed and
     /// reported among the catalog's errors with the failed check, unless the policy allows failing plugins.</summary>
@@ -90,7 +125,7 @@ public sealed class ConformanceCache(string directory)
         var cache = new ConformanceCache(policy.ResolvedCacheDirectory);
         foreach (var (name, loaded) in catalog.Optimizers.OrderBy(kv => kv.Key, StringComparer.Ordinal).ToList())
         {
-            var report = cache.GetOrVerify(loaded.Origin.Sha256, loaded.Plugin, name);
+            var report = cache.GetOrVerify(loaded.Origin.Sha256, loaded.Plugin, name, System.IO.Path.Combine(catalog.Folder, loaded.Origin.File));
             catalog.RecordConformance(name, report);
             if (report.Passed) continue;
             string reason = $"optimizer '{name}' failed the conformance gate ({report.FailureSummary}); run 'harness verify {loaded.Origin.File}' for the full report";
