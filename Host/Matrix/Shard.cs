@@ -11,8 +11,12 @@ public readonly record struct Shard(int Index, int Count)
 {
     public static readonly Shard All = new(0, 1);
 
+    /// <summary>A cell that takes its preconditioner from another run goes with that run (its run id decides), so the
+    /// source finishes first in the same shard; chains of such dependencies follow their first link only.</summary>
     public bool Contains(RunCell cell) =>
-        Count <= 1 || (int)(uint.Parse(cell.RunId[^12..^4], NumberStyles.HexNumber, CultureInfo.InvariantCulture) % (uint)Count) == Index;
+        Count <= 1 || (int)(uint.Parse(Key(cell)[^12..^4], NumberStyles.HexNumber, CultureInfo.InvariantCulture) % (uint)Count) == Index;
+
+    private static string Key(RunCell cell) => cell.PreconditionerFrom is { RunId: { } source } ? source : cell.RunId;
 
     public override string ToString() => $"{Index}/{Count}";
 

@@ -40,6 +40,35 @@ public sealed class ShardTests
     }
 
     [TestMethod]
+    public void ACellThatTakesItsPreconditionerFromAnotherRunIsInThatRunsShard()
+    {
+        var catalog = PluginCatalog.Load(Paths.PluginArtifacts);
+        const string yaml = """
+            name: frozen
+            models:
+              - name: quadratic
+                hyperparameters: { dim: [2, 3, 4, 5, 6, 7, 8, 9] }
+            optimizers:
+              - name: adam
+                hyperparameters: { lr: 0.01 }
+              - name: precond_ema_heavy_ball
+                hyperparameters: { lr: 0.01 }
+                preconditioner_from: { optimizer: 0, step: 3 }
+            training: { steps: 5 }
+            """;
+        var cells = MatrixExpander.Expand(new MatrixParser(catalog).Parse(yaml, "frozen.yaml"));
+        var dependents = cells.Where(c => c.PreconditionerFrom is { RunId: not null }).ToList();
+        Assert.AreEqual(8, dependents.Count);
+        for (int n = 2; n <= 4; n++)
+            foreach (var dep in dependents)
+            {
+                var source = cells.Single(c => c.RunId == dep.PreconditionerFrom!.RunId);
+                var shard = Enumerable.Range(0, n).Single(i => new Shard(i, n).Contains(dep));
+                Assert.IsTrue(new Shard(shard, n).Contains(source), $"{dep.RunId} and its source {source.RunId} in shard {shard}/{n}");
+            }
+    }
+
+    [TestMethod]
     public void ParsesShardSpecificationsAndClusterEnvironments()
     {
         Assert.AreEqual(new Shard(1, 4), Shard.Parse("1/4"));
