@@ -155,13 +155,13 @@ public sealed class ProbeCostBenchmark : IBenchmark
     /// <summary>Probes that publish on the blackboard first (as a matrix would list them).</summary>
     private static int Order(string name) => name switch { "sharpness" => 0, "precond_sharpness" => 1, _ => 2 };
 
-    /// <summary>GD's learning rate for the trajectories here: demo.yaml's 0.05–0.2 exceed 2/λ1(θ0) of the demo network
-    /// (λ1 ≈ 117 at initialisation), so those runs diverge within tens of steps; 0.01 (2/η = 200) trains.</summary>
+    /// <summary>GD's learning rate for the trajectories here: demo.yaml's 0.03–0.08 exceed 2/λ1(θ0) of the demo network
+    /// (λ1 ≈ 107 at initialisation), so those runs start with a catapult; 0.01 (2/η = 200) gives a smooth trajectory.</summary>
     private const double StableLr = 0.01;
 
     private static void WarmStart(PluginCatalog catalog, IModel model, Dataset probeSet, RunCell demoCell, bool quick, TextWriter output)
     {
-        // The demo's GD run at its middle learning rate, from a fresh model so the trajectory is the demo's.
+        // GD at StableLr on the demo network, from a fresh model with the demo's seeds.
         var modelPlugin = catalog.Models[demoCell.Model].Plugin;
         using var fresh = modelPlugin.Create(new ModelContext(new HyperparameterValues(modelPlugin.Hyperparameters, demoCell.ModelHyperparameters),
             demoCell.InitSeed, demoCell.DataSeed, model.Parameters[0].Tensor.dtype, CPU, demoCell.Matrix.DataDirectory));
