@@ -222,7 +222,8 @@ public sealed class ProbeCostBenchmark : IBenchmark
         int steps = quick ? 300 : 1500;
         // The demo matrix at the stable lr, with probes that ask for far more than the budget (sharpness every step).
         string text = string.Join('\n', demoText.Split('\n').Where(l => !l.TrimStart().StartsWith('#'))) ;
-        text = text.Replace("lr: [0.05, 0.1, 0.2]", $"lr: {StableLr.ToString(CultureInfo.InvariantCulture)}").Replace("steps: 1500", $"steps: {steps}\n  probe_budget: {F(budget, "F2")}");
+        text = System.Text.RegularExpressions.Regex.Replace(text, @"(?m)^(\s+)lr: \[[^\]]*\]", $"$1lr: {StableLr.ToString(CultureInfo.InvariantCulture)}");
+        text = System.Text.RegularExpressions.Regex.Replace(text, @"(?m)^(\s+)steps: \d+", $"$1steps: {steps}\n$1probe_budget: {F(budget, "F2")}");
         int probesAt = text.IndexOf("probes:", StringComparison.Ordinal);
         text = text[..probesAt] + """
             probes:
@@ -238,6 +239,9 @@ public sealed class ProbeCostBenchmark : IBenchmark
         text = text.Replace("name: demo", "name: bench-probe-budget");
         var spec = new MatrixParser(catalog).Parse(text, "bench-probe-budget.yaml");
         var cell = MatrixExpander.Expand(spec)[0];
+        // demo.yaml changes over time: refuse to report a fraction for a run that is not the one described above.
+        if (spec.Training.ProbeBudget != budget || spec.Training.Steps != steps || (double)cell.OptimizerHyperparameters["lr"] != StableLr)
+            throw new InvalidOperationException("the budget run could not be derived from demo.yaml (its lr list or training.steps line changed shape)");
         var dir = Path.Combine(Path.GetTempPath(), $"harness-bench-budget-{Environment.ProcessId}");
         if (Directory.Exists(dir)) Directory.Delete(dir, recursive: true);
         try
