@@ -20,4 +20,16 @@ public static class Paths
         Directory.CreateDirectory(d);
         return d;
     }
+
+    /// <summary>Copies a folder tree (a plugin folder, a built plugin) into <paramref name="to"/>, overwriting.</summary>
+    public static void CopyDirectory(string from, string to)
+    {
+        Directory.CreateDirectory(to);
+        foreach (var f in Directory.GetFiles(from, "*", SearchOption.AllDirectories))
+        {
+            var target = Path.Combine(to, Path.GetRelativePath(from, f));
+            Directory.CreateDirectory(Path.GetDirectoryName(target)!);
+            File.Copy(f, target, overwrite: true);
+        }
+    }
 }

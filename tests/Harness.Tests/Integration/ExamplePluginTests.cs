@@ -23,8 +23,8 @@ public sealed class ExamplePluginTests
         {
             var plugins = Path.Combine(work, "plugins");
             foreach (var dir in Directory.GetDirectories(Paths.PluginArtifacts))
-                CopyDirectory(dir, Path.Combine(plugins, Path.GetFileName(dir)));
-            CopyDirectory(BuiltExample(), Path.Combine(plugins, "MinimalOptimizer"));
+                Paths.CopyDirectory(dir, Path.Combine(plugins, Path.GetFileName(dir)));
+            Paths.CopyDirectory(BuiltExample(), Path.Combine(plugins, "MinimalOptimizer"));
 
             using (var list = HarnessProcess.Run(work, TimeSpan.FromMinutes(2), "plugins", "--plugins", plugins))
             {
@@ -61,14 +61,4 @@ public sealed class ExamplePluginTests
         finally { Directory.Delete(work, recursive: true); }
     }
 
-    private static void CopyDirectory(string from, string to)
-    {
-        Directory.CreateDirectory(to);
-        foreach (var f in Directory.GetFiles(from, "*", SearchOption.AllDirectories))
-        {
-            var target = Path.Combine(to, Path.GetRelativePath(from, f));
-            Directory.CreateDirectory(Path.GetDirectoryName(target)!);
-            File.Copy(f, target, overwrite: true);
-        }
-    }
 }

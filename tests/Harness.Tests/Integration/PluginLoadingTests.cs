@@ -24,7 +24,7 @@ public sealed class PluginLoadingTests
         _folder = Paths.NewTempDirectory("plugins");
         var builtIns = Directory.GetDirectories(Paths.PluginArtifacts);
         Assert.IsNotEmpty(builtIns, $"no built-in plugin folders in {Paths.PluginArtifacts}");
-        foreach (var dir in builtIns) CopyDirectory(dir, Path.Combine(_folder, Path.GetFileName(dir)));
+        foreach (var dir in builtIns) Paths.CopyDirectory(dir, Path.Combine(_folder, Path.GetFileName(dir)));
         File.Copy(TestPlugin("IncompatiblePlugin"), Path.Combine(_folder, "IncompatiblePlugin.dll"));
         File.Copy(TestPlugin("ThrowingPlugin"), Path.Combine(_folder, "ThrowingPlugin.dll"));
         // A plugin folder whose .deps.json is malformed (the runtime's dependency resolver refuses it).
@@ -98,10 +98,4 @@ public sealed class PluginLoadingTests
         Directory.Delete(work, true);
     }
 
-    private static void CopyDirectory(string from, string to)
-    {
-        Directory.CreateDirectory(to);
-        foreach (var f in Directory.GetFiles(from)) File.Copy(f, Path.Combine(to, Path.GetFileName(f)));
-        foreach (var d in Directory.GetDirectories(from)) CopyDirectory(d, Path.Combine(to, Path.GetFileName(d)));
-    }
 }

@@ -16,8 +16,8 @@ public sealed class GateIsolationTests
         {
             var plugins = Path.Combine(work, "plugins");
             foreach (var dir in Directory.GetDirectories(Paths.PluginArtifacts))
-                Copy(dir, Path.Combine(plugins, Path.GetFileName(dir)));
-            Copy(ServiceProcess.AbortingPlugin, Path.Combine(plugins, "AbortingOptimizer"));
+                Paths.CopyDirectory(dir, Path.Combine(plugins, Path.GetFileName(dir)));
+            Paths.CopyDirectory(ServiceProcess.AbortingPlugin, Path.Combine(plugins, "AbortingOptimizer"));
 
             var psi = new ProcessStartInfo(HarnessProcess.Executable) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false, WorkingDirectory = work };
             foreach (var a in new[] { "plugins", "--plugins", plugins }) psi.ArgumentList.Add(a);
@@ -38,14 +38,4 @@ public sealed class GateIsolationTests
         finally { Directory.Delete(work, recursive: true); }
     }
 
-    private static void Copy(string from, string to)
-    {
-        Directory.CreateDirectory(to);
-        foreach (var f in Directory.GetFiles(from, "*", SearchOption.AllDirectories))
-        {
-            var target = Path.Combine(to, Path.GetRelativePath(from, f));
-            Directory.CreateDirectory(Path.GetDirectoryName(target)!);
-            File.Copy(f, target, overwrite: true);
-        }
-    }
 }

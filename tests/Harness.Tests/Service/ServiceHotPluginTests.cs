@@ -46,7 +46,7 @@ public sealed class ServiceHotPluginTests
         File.WriteAllBytes(dll, good[..(good.Length / 2)]);
         svc.Until(() => ErrorFor(Plugins(svc), "AbortingOptimizer") is not null, TimeSpan.FromSeconds(30), "the half-copied DLL reported");
         Assert.IsFalse(HasOptimizer(Plugins(svc), "abort_gd"));
-        ServiceProcess.CopyDirectory(ServiceProcess.AbortingPlugin, pluginDir);
+        Paths.CopyDirectory(ServiceProcess.AbortingPlugin, pluginDir);
         svc.Until(() => HasOptimizer(Plugins(svc), "abort_gd") && ErrorFor(Plugins(svc), "AbortingOptimizer") is null,
             TimeSpan.FromSeconds(30), "the completed copy loaded");
 

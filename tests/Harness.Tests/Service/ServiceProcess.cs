@@ -26,22 +26,12 @@ public sealed class ServiceProcess : IDisposable
     public ServiceProcess(string prefix, bool withAbortingPlugin)
     {
         Root = Paths.NewTempDirectory(prefix);
-        CopyDirectory(Paths.PluginArtifacts, Plugins);
-        if (withAbortingPlugin) CopyDirectory(AbortingPlugin, Path.Combine(Plugins, "AbortingOptimizer"));
+        Paths.CopyDirectory(Paths.PluginArtifacts, Plugins);
+        if (withAbortingPlugin) Paths.CopyDirectory(AbortingPlugin, Path.Combine(Plugins, "AbortingOptimizer"));
     }
 
     public string Log { get { lock (_log) return _log.ToString(); } }
 
-    public static void CopyDirectory(string from, string to)
-    {
-        Directory.CreateDirectory(to);
-        foreach (var f in Directory.GetFiles(from, "*", SearchOption.AllDirectories))
-        {
-            var target = Path.Combine(to, Path.GetRelativePath(from, f));
-            Directory.CreateDirectory(Path.GetDirectoryName(target)!);
-            File.Copy(f, target, overwrite: true);
-        }
-    }
 
     public static int FreePort()
     {
