@@ -3,7 +3,7 @@ using static TorchSharp.torch;
 
 namespace Harness.Abstractions;
 
-/// <summary>How an optimizer accumulates momentum; decides its stability threshold (SPEC §2).</summary>
+/// <summary>How an optimizer accumulates momentum; decides its stability threshold (docs/science.md §2).</summary>
 public enum MomentumKind
 {
     /// <summary>No momentum: threshold 2/η.</summary>
@@ -18,7 +18,7 @@ public enum MomentumKind
     EmaNesterov,
 }
 
-/// <summary>Closed-form stability thresholds of SPEC §2: the eigenvalue of H (or of P^-1/2 H P^-1/2 for
+/// <summary>Closed-form stability thresholds of docs/science.md §2: the eigenvalue of H (or of P^-1/2 H P^-1/2 for
 /// preconditioned methods) above which the per-direction linear recurrence diverges.</summary>
 public static class StabilityThreshold
 {

@@ -4,7 +4,7 @@ using static TorchSharp.torch;
 namespace Harness.Abstractions;
 
 /// <summary>
-/// An optimizer whose step is θ ← θ + η·u with a direction u that does not depend on η (SPEC §3): its state
+/// An optimizer whose step is θ ← θ + η·u with a direction u that does not depend on η (docs/science.md §3): its state
 /// (momentum, second moments) accumulates from raw gradients only. Learning-rate tuners wrap such optimizers.
 /// Optimizers whose update is not linear in η must not implement this interface.
 /// </summary>

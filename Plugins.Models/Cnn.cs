@@ -4,21 +4,21 @@ using static TorchSharp.torch;
 
 namespace Harness.Plugins.Models;
 
-/// <summary>Paper 000's CNN (appendix G.1): three times (Conv → ReLU → max-pool 3×3 stride 2), then
+/// <summary>Cohen et al.'s CNN (appendix G.1): three times (Conv → ReLU → max-pool 3×3 stride 2), then
 /// FC → ReLU → FC → ReLU → FC. Conv 1: 5×5 "valid"; conv 2: 3×3 "valid"; conv 3: 3×3 "same"; pooling windows without
 /// padding. Weights N(0, 1/fan_in), zero biases. Paper sizes 64/96/128 filters and 512/256 units; the CPU default is
 /// 16/24/32 and 128/64.</summary>
 public sealed class CnnPlugin : IModelPlugin
 {
     public string Name => "cnn";
-    public string Description => "Paper 000's three-conv CNN (64 5×5, 96 3×3, 128 3×3, max-pool; FC 512, 256) with configurable widths.";
+    public string Description => "Cohen et al.'s three-conv CNN (64 5×5, 96 3×3, 128 3×3, max-pool; FC 512, 256) with configurable widths.";
     public IReadOnlyList<HyperparameterSpec> Hyperparameters { get; } =
     [
-        HyperparameterSpec.Integer("conv1", 16, "filters of the 5×5 conv (paper 000: 64)", min: 1, max: 1024),
-        HyperparameterSpec.Integer("conv2", 24, "filters of the first 3×3 conv (paper 000: 96)", min: 1, max: 1024),
-        HyperparameterSpec.Integer("conv3", 32, "filters of the second 3×3 conv (paper 000: 128)", min: 1, max: 1024),
-        HyperparameterSpec.Integer("fc1", 128, "units of the first fully connected layer (paper 000: 512)", min: 1, max: 8192),
-        HyperparameterSpec.Integer("fc2", 64, "units of the second fully connected layer (paper 000: 256)", min: 1, max: 8192),
+        HyperparameterSpec.Integer("conv1", 16, "filters of the 5×5 conv (Cohen et al.: 64)", min: 1, max: 1024),
+        HyperparameterSpec.Integer("conv2", 24, "filters of the first 3×3 conv (Cohen et al.: 96)", min: 1, max: 1024),
+        HyperparameterSpec.Integer("conv3", 32, "filters of the second 3×3 conv (Cohen et al.: 128)", min: 1, max: 1024),
+        HyperparameterSpec.Integer("fc1", 128, "units of the first fully connected layer (Cohen et al.: 512)", min: 1, max: 8192),
+        HyperparameterSpec.Integer("fc2", 64, "units of the second fully connected layer (Cohen et al.: 256)", min: 1, max: 8192),
         ImageData.TrainSizeSpec(),
         ImageData.TestSizeSpec(),
         ImageData.LossSpec(),

@@ -4,17 +4,17 @@ using static TorchSharp.torch;
 
 namespace Harness.Plugins.Models;
 
-/// <summary>Fully connected tanh network on an image subset (paper 000's network: weights N(0, 1/fan_in), zero biases;
+/// <summary>Fully connected tanh network on an image subset (Cohen et al.'s network: weights N(0, 1/fan_in), zero biases;
 /// the paper uses depth 5 × width 200; the default here is depth 2 × width 200 so a full-batch step on 1000 examples
 /// takes milliseconds on a CPU). Named after its default dataset; <c>dataset</c> selects CIFAR-10/100 too.</summary>
 public sealed class FashionMlpPlugin : IModelPlugin
 {
     public string Name => "fashion_mlp";
-    public string Description => "Fully connected tanh network (paper 000: depth 5, width 200) on a class-balanced image subset.";
+    public string Description => "Fully connected tanh network (Cohen et al.: depth 5, width 200) on a class-balanced image subset.";
     public IReadOnlyList<HyperparameterSpec> Hyperparameters { get; } =
     [
-        HyperparameterSpec.Integer("depth", 2, "number of hidden layers (paper 000: 5)", min: 1, max: 16),
-        HyperparameterSpec.Integer("width", 200, "units per hidden layer (paper 000: 200)", min: 1, max: 4096),
+        HyperparameterSpec.Integer("depth", 2, "number of hidden layers (Cohen et al.: 5)", min: 1, max: 16),
+        HyperparameterSpec.Integer("width", 200, "units per hidden layer (Cohen et al.: 200)", min: 1, max: 4096),
         ImageData.TrainSizeSpec(),
         ImageData.TestSizeSpec(),
         ImageData.LossSpec(),

@@ -4,12 +4,12 @@ using static TorchSharp.torch;
 
 namespace Harness.Plugins.Models;
 
-/// <summary>A wide ResNet without BatchNorm (paper 000's un-normalised WRN; Zagoruyko and Komodakis' layout):
+/// <summary>A wide ResNet without BatchNorm (Cohen et al.'s un-normalised WRN; Zagoruyko and Komodakis' layout):
 /// a 3×3 stem conv (stride stem_stride), three groups of pre-activation residual blocks of widths w·k·(1, 2, 4) with strides (1, 2, 2),
 /// then [norm] → ReLU → global average pool → linear. Block: y = s(x) + α·conv(ReLU([norm](conv_stride(ReLU([norm](x))))))
-/// with s the identity or a 1×1 strided conv when the shape changes, α a learnable scalar (paper 000: initialised
+/// with s the identity or a 1×1 strided conv when the shape changes, α a learnable scalar (Cohen et al.: initialised
 /// to 1) when residual_scalar is on, [norm] GroupNorm/LayerNorm or nothing. Convs have no bias; weights N(0, 1/fan_in).
-/// Paper 000's WRN: base_width 16, widen 10, blocks_per_group 4, stem_stride 1 (WRN-28-10). CPU default: 8, 1, 1 and
+/// Cohen et al.'s WRN: base_width 16, widen 10, blocks_per_group 4, stem_stride 1 (WRN-28-10). CPU default: 8, 1, 1 and
 /// stem_stride 2 (the first group then runs at 14×14 on Fashion-MNIST, which cuts the cost of a step by about 4).</summary>
 public sealed class ResNetPlugin : IModelPlugin
 {
@@ -20,11 +20,11 @@ public sealed class ResNetPlugin : IModelPlugin
     public IReadOnlyList<HyperparameterSpec> Hyperparameters { get; } =
     [
         HyperparameterSpec.Integer("base_width", 8, "channels of the stem and first group before widening (WRN: 16)", min: 1, max: 256),
-        HyperparameterSpec.Integer("widen", 1, "width multiplier k of the groups (paper 000's WRN: 10)", min: 1, max: 32),
-        HyperparameterSpec.Integer("blocks_per_group", 1, "residual blocks in each of the three groups (paper 000's WRN: 4)", min: 1, max: 32),
+        HyperparameterSpec.Integer("widen", 1, "width multiplier k of the groups (Cohen et al.'s WRN: 10)", min: 1, max: 32),
+        HyperparameterSpec.Integer("blocks_per_group", 1, "residual blocks in each of the three groups (Cohen et al.'s WRN: 4)", min: 1, max: 32),
         HyperparameterSpec.Integer("stem_stride", 2, "stride of the stem conv (WRN: 1; 2 = CPU default, 4× cheaper)", min: 1, max: 4),
-        HyperparameterSpec.Boolean("residual_scalar", true, "multiply each residual branch by a learnable scalar (paper 000's un-normalised WRN)"),
-        HyperparameterSpec.Real("residual_scalar_init", 1.0, "initial value of the residual scalars (paper 000: 1; 0 gives SkipInit)"),
+        HyperparameterSpec.Boolean("residual_scalar", true, "multiply each residual branch by a learnable scalar (Cohen et al.'s un-normalised WRN)"),
+        HyperparameterSpec.Real("residual_scalar_init", 1.0, "initial value of the residual scalars (Cohen et al.: 1; 0 gives SkipInit)"),
         HyperparameterSpec.Choice("norm", NormNone, "normalisation before each ReLU: none, group (GroupNorm) or layer (LayerNorm over C,H,W)", NormNone, NormGroup, NormLayer),
         HyperparameterSpec.Integer("norm_groups", 4, "groups of GroupNorm (must divide every width)", min: 1, max: 256),
         ImageData.TrainSizeSpec(),

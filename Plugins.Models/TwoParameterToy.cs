@@ -4,14 +4,14 @@ using static TorchSharp.torch;
 
 namespace Harness.Plugins.Models;
 
-/// <summary>Paper 001's toy (Figs. 2–3): E(θ) = ½(y − θ1·θ2·x)² with x = 2, y = 1.5, θ(0) = (2.8, 3.5); the minima
+/// <summary>Cattaneo et al.'s toy (Figs. 2–3): E(θ) = ½(y − θ1·θ2·x)² with x = 2, y = 1.5, θ(0) = (2.8, 3.5); the minima
 /// form the hyperbola θ1θ2 = y/x = 0.75, and the minimal one-norm minimum is θ1 = θ2 = sqrt(y/x). Closed forms, with
 /// r = θ1θ2x − y: ∇E = r·x·(θ2, θ1); ∇²E = [[θ2²x², x(2θ1θ2x − y)], [x(2θ1θ2x − y), θ1²x²]]. The start point is given
 /// (init_seed is not used); θ is one tensor of two entries, declared as a layer so per-layer probes can be checked on it.</summary>
 public sealed class TwoParameterToyPlugin : IModelPlugin
 {
     public string Name => "two_parameter_toy";
-    public string Description => "Paper 001's toy E = ½(y − θ1θ2x)², x = 2, y = 1.5, θ(0) = (2.8, 3.5).";
+    public string Description => "Cattaneo et al.'s toy E = ½(y − θ1θ2x)², x = 2, y = 1.5, θ(0) = (2.8, 3.5).";
     public IReadOnlyList<HyperparameterSpec> Hyperparameters { get; } =
     [
         HyperparameterSpec.Real("x", 2.0, "input x"),

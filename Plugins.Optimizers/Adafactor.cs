@@ -10,7 +10,7 @@ namespace Harness.Plugins.Optimizers;
 /// θ ← θ − η P^-1 g (β1 = 0) and P is well defined. With ŵ_t = t^beta2_decay (the weight of the new value):
 /// tensors of 2+ dimensions keep row and column means of g² over the last two dimensions,
 /// R ← (1−ŵ)R + ŵ·mean_col(g²), C ← (1−ŵ)C + ŵ·mean_row(g²), V = R C / max(mean(R), ε1); vectors keep
-/// V ← (1−ŵ)V + ŵ g². P = sqrt(max(V, ε1²)). Optional momentum β1 &gt; 0 (paper 000 used 0.9):
+/// V ← (1−ŵ)V + ŵ g². P = sqrt(max(V, ε1²)). Optional momentum β1 &gt; 0 (Cohen et al. used 0.9):
 /// m ← β1 m + (1−β1) g/P; θ ← θ − η m. Threshold 2/η, or (2+2β1)/(η(1−β1)) with momentum, on λ1(P^-1/2 H P^-1/2).
 /// Weight decay is decoupled by default (PyTorch).
 /// </summary>

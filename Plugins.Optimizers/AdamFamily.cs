@@ -8,7 +8,7 @@ namespace Harness.Plugins.Optimizers;
 /// Adam, AdamW, AMSGrad and Padam (PyTorch semantics): m ← β1 m + (1−β1) g; ν ← β2 ν + (1−β2) g²
 /// (AMSGrad: ν_max ← max(ν_max, ν) and ν_max replaces ν below); θ ← θ − η P^-1 m with
 /// P = c1 (root(ν/c2) + ε), root = square root (Padam: power <c>partial</c>), c1 = 1 − β1^t and c2 = 1 − β2^t with
-/// bias correction, else 1 (SPEC §2; paper 000's eq. (2) prints the β1 factor inverted). ε inside the root is an
+/// bias correction, else 1 (docs/science.md §2; Cohen et al.'s eq. (2) prints the β1 factor inverted). ε inside the root is an
 /// option. An EMA heavy ball preconditioned by P: threshold (2+2β1)/(η(1−β1)) on λ1(P^-1/2 H P^-1/2).
 /// </summary>
 public abstract class AdamFamily : AdaptiveOptimizer
@@ -100,7 +100,7 @@ public sealed class AmsGradPlugin : IOptimizerPlugin
 
 public sealed class AmsGrad(IReadOnlyList<Tensor> parameters, HyperparameterValues hp) : AdamFamily(parameters, hp, amsgrad: true, exponent: 0.5);
 
-/// <summary>Padam (Chen &amp; Gu): partially adaptive, P = c1((ν/c2)^p + ε) with p = <c>partial</c> (0.25 as in paper 000;
+/// <summary>Padam (Chen &amp; Gu): partially adaptive, P = c1((ν/c2)^p + ε) with p = <c>partial</c> (0.25 as in Cohen et al.;
 /// 0.5 is Adam). No PyTorch version exists; other defaults are Adam's. <c>amsgrad</c> = true gives Chen &amp; Gu's
 /// original (ν_max).</summary>
 public sealed class PadamPlugin : IOptimizerPlugin

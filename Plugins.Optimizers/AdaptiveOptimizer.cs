@@ -9,7 +9,7 @@ namespace Harness.Plugins.Optimizers;
 /// second-moment statistics, and <see cref="IOptimizer.Preconditioner"/> reports the P of the most recent update.
 /// With <c>freeze_at_step = k &gt; 0</c> the statistics stop updating after update k and every later update uses
 /// P_k (kept in the state buffer <see cref="FrozenBuffer"/>, so it survives export/import): "frozen Adam" of
-/// paper 000, which is exactly PrecondEMAHB(η, β1, P_k).
+/// Cohen et al., which is exactly PrecondEMAHB(η, β1, P_k).
 /// </summary>
 public abstract class AdaptiveOptimizer(IReadOnlyList<Tensor> parameters, double lr, double weightDecay, bool decoupled, long freezeAtStep)
     : OptimizerBase(parameters, lr, weightDecay, decoupled)

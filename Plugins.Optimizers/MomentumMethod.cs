@@ -5,7 +5,7 @@ using static TorchSharp.torch;
 namespace Harness.Plugins.Optimizers;
 
 /// <summary>
-/// The five momentum types of SPEC §2, optionally with a static diagonal preconditioner P (θ steps with −η P^-1(·)):
+/// The five momentum types of docs/science.md §2, optionally with a static diagonal preconditioner P (θ steps with −η P^-1(·)):
 /// <list type="bullet">
 /// <item>None: θ ← θ − η P^-1 g</item>
 /// <item>Standard: m ← βm + g; θ ← θ − η P^-1 m (PyTorch SGD momentum, dampening 0)</item>

@@ -11,7 +11,7 @@ namespace Harness.Plugins.Optimizers;
 /// (without bias correction a_t = 1−μ_t, b_t = μ_{t+1} and P = sqrt(ν) + ε).
 /// An EMA Nesterov momentum; its stability threshold on λ1(P^-1/2 H P^-1/2), from the linear recurrence at fixed
 /// a, b, is (2+2β1)/(η(a(1+β1) + b(1−β1))), which is (2+2β1)/(η(1−β1)(1+2β1)) when a = 1−β1, b = β1
-/// (momentum_schedule = false, bias_correction = false: SPEC's EMANesterov + P).
+/// (momentum_schedule = false, bias_correction = false: the EMANesterov + P of docs/science.md §2).
 /// </summary>
 public sealed class NadamPlugin : IOptimizerPlugin
 {

@@ -4,7 +4,7 @@ using static TorchSharp.torch;
 namespace Harness.Plugins.Optimizers;
 
 /// <summary>StandardNesterov(η, β), PyTorch SGD nesterov=True: m ← βm + g; θ ← θ − η(βm + g).
-/// Threshold (2+2β)/(η(1+2β)). (Paper 000's Table 1 prints m ← βm + g alone, which is heavy ball.)</summary>
+/// Threshold (2+2β)/(η(1+2β)). (Cohen et al.'s Table 1 prints m ← βm + g alone, which is heavy ball.)</summary>
 public sealed class NesterovPlugin : IOptimizerPlugin
 {
     public string Name => "nesterov";

@@ -3,7 +3,7 @@ using static TorchSharp.torch;
 
 namespace Harness.Plugins.Optimizers;
 
-// The momentum types of SPEC §2 with a static diagonal preconditioner P: the update steps with −η P^-1(·) and the
+// The momentum types of docs/science.md §2 with a static diagonal preconditioner P: the update steps with −η P^-1(·) and the
 // threshold applies to λ1(P^-1/2 H P^-1/2). P is imported with the optimizer state (buffer "preconditioner"):
 // in a matrix, `preconditioner_from: { optimizer: <entry>, step: <k> }` takes the P that another run's optimizer
 // reported at step k (its saved state-<k>.json), or `{ file: <state file> }`. Until a P is imported, P = 1.

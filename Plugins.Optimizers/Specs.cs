@@ -21,7 +21,7 @@ internal static class Specs
         HyperparameterSpec.Real("eps", @default, "ε added to the root (or inside it, see eps_inside_sqrt)", min: 0);
 
     public static HyperparameterSpec EpsInsideSqrt() =>
-        HyperparameterSpec.Boolean("eps_inside_sqrt", false, "sqrt(ν̂ + ε) (papers 001/002) instead of sqrt(ν̂) + ε (PyTorch, papers 000/004)");
+        HyperparameterSpec.Boolean("eps_inside_sqrt", false, "sqrt(ν̂ + ε) (Cattaneo et al., Roulet et al.) instead of sqrt(ν̂) + ε (PyTorch, Cohen et al., the coherence paper)");
 
     public static HyperparameterSpec BiasCorrection(bool @default) =>
         HyperparameterSpec.Boolean("bias_correction", @default, "divide the moments by (1 − β^t)");
@@ -33,5 +33,5 @@ internal static class Specs
         HyperparameterSpec.Boolean("decoupled_weight_decay", @default, "true: θ ← θ(1 − ηλ) before the update (AdamW); false: L2, g ← g + λθ");
 
     public static HyperparameterSpec FreezeAtStep() =>
-        HyperparameterSpec.Integer("freeze_at_step", 0, "freeze P after update k (\"frozen Adam\", paper 000): later updates use P_k and stop updating the second moments; 0 = never", min: 0);
+        HyperparameterSpec.Integer("freeze_at_step", 0, "freeze P after update k (\"frozen Adam\", Cohen et al.): later updates use P_k and stop updating the second moments; 0 = never", min: 0);
 }

@@ -6,7 +6,7 @@ using static TorchSharp.torch;
 namespace Harness.Plugins.Probes;
 
 /// <summary>
-/// Coherence of paper 004 (SPEC §6). The correct form γ = λ1(P^-1/2 H P^-1/2) (= the preconditioned sharpness;
+/// Coherence as defined in docs/science.md §6 (after the coherence paper). The correct form γ = λ1(P^-1/2 H P^-1/2) (= the preconditioned sharpness;
 /// preconditioned GD is stable iff η &lt; 2/γ), with λ_min of the same operator (negative = saddle), its ratio to the
 /// optimizer's threshold and the learning-rate boundary it implies; beside it, as diagnostics, the paper's forms:
 /// the eigenvalue/diagonal pairing max_i |λ_i/p_i| (λ_i of H descending paired with P's entries descending — over the
@@ -108,7 +108,7 @@ public sealed class CoherenceProbe : IProbe
             var p = pFlat is null ? [1.0] : ProbeMath.ToArray(pFlat);
             Array.Sort(p);
             double threshold = ctx.Optimizer.StabilityThreshold;
-            double c = threshold * ctx.Optimizer.LearningRate;      // threshold(η) = c/η for every momentum kind of SPEC §2
+            double c = threshold * ctx.Optimizer.LearningRate;      // threshold(η) = c/η for every momentum kind of docs/science.md §2
             double gamma = ps.Top[0], lambda1 = hs.Top[0];
             var m = new Dictionary<string, double>
             {

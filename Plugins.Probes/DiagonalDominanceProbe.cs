@@ -5,7 +5,7 @@ using static TorchSharp.torch;
 namespace Harness.Plugins.Probes;
 
 /// <summary>
-/// Diagonal dominance of the Hessian on small layers (paper 003, Appendix E): for every coordinate i of a layer weight
+/// Diagonal dominance of the Hessian on small layers (Jiang et al., Appendix E): for every coordinate i of a layer weight
 /// tensor with at most max_size entries, r_i = Σ_{j≠i} |H_ij| / |H_ii| — over the whole Hessian row (all parameters)
 /// and over the layer's own block — reported as mean and median per layer (smaller = more diagonal). Exact: column i
 /// of H is one Hessian-vector product H e_i. Cost: Σ (sizes of the qualifying layers) HVPs.

@@ -6,12 +6,12 @@ using static TorchSharp.torch;
 namespace Harness.Plugins.Probes;
 
 /// <summary>
-/// Implicit-bias terms of full-batch Adam (paper 001, SPEC §4) at the current point, on the probe set:
+/// Implicit-bias terms of full-batch Adam (Cattaneo et al., docs/science.md §4) at the current point, on the probe set:
 /// u_i = g_i/sqrt(g_i²+ε), w = H u (one HVP), c_x(n) = x/(1−x) − (n+1)x^(n+1)/(1−x^(n+1)) with n = the step,
 /// b_j = (h/2)[(2c_β1(n)+1) − (2c_β2(n)+1) g_j²/(g_j²+ε)] w_j; N_ε = Σ sqrt(g_j²+ε) and its excess N_ε − p·sqrt(ε);
 /// the fractions of components with |g_j|/sqrt(ε) &gt; 10 (sign-descent regime) and &lt; 0.1 (gradient-descent regime);
 /// the penalised fraction (b_j has the sign of w_j, i.e. (2c_β1+1) − (2c_β2+1) g_j²/(g_j²+ε) &gt; 0; and the n → ∞
-/// form A − B + Bε/(g_j²+ε) &gt; 0 of SPEC §4); D_bias = −Σ w_j b_j / sqrt(g_j²+ε); κ = max_j |b_j|/|g_j| over g_j ≠ 0.
+/// form A − B + Bε/(g_j²+ε) &gt; 0 of docs/science.md §4); D_bias = −Σ w_j b_j / sqrt(g_j²+ε); κ = max_j |b_j|/|g_j| over g_j ≠ 0.
 /// h, β1 come from the optimizer (η and, for EMA momentum, its coefficient; else β1 = 0 as for RMSProp) unless set;
 /// β2 and ε are probe hyperparameters (the contract does not expose them). Publishes b and w (flat tensors) on the
 /// blackboard as "implicit_bias_b" and "implicit_bias_w". Cost: 1 gradient evaluation + 1 HVP.
@@ -22,12 +22,12 @@ public sealed class ImplicitBiasProbePlugin : IProbePlugin
     public const string HuKey = "implicit_bias_w";
 
     public string Name => "implicit_bias";
-    public string Description => "Paper 001's implicit-bias terms of Adam: N_ε, regimes, penalised fraction, bias b, D_bias, κ.";
+    public string Description => "Cattaneo et al.'s implicit-bias terms of Adam: N_ε, regimes, penalised fraction, bias b, D_bias, κ.";
     public IReadOnlyList<HyperparameterSpec> Hyperparameters { get; } =
     [
         HyperparameterSpec.Real("beta1", -1, "β1; −1 = the optimizer's momentum coefficient when its momentum is EMA, else 0", min: -1, max: 1, maxExclusive: true),
         HyperparameterSpec.Real("beta2", 0.999, "β2 (not exposed by the optimizer contract)", min: 0, max: 1, maxExclusive: true),
-        HyperparameterSpec.Real("eps", 1e-8, "ε inside the root (papers 001/002 convention)", min: 0, minExclusive: true),
+        HyperparameterSpec.Real("eps", 1e-8, "ε inside the root (Cattaneo et al., Roulet et al. convention)", min: 0, minExclusive: true),
         HyperparameterSpec.Real("lr", 0, "h; 0 = the optimizer's current learning rate", min: 0),
     ];
 

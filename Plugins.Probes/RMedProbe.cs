@@ -6,7 +6,7 @@ using static TorchSharp.torch;
 namespace Harness.Plugins.Probes;
 
 /// <summary>
-/// R_med per layer (Jiang et al., paper 003): for each layer weight tensor, exact Hessian diagonal entries H_ii on a
+/// R_med per layer (Jiang et al.): for each layer weight tensor, exact Hessian diagonal entries H_ii on a
 /// fixed seeded sample of its coordinates, R_med = max_i |H_ii| / median_i |H_ii| (raw) and max/(median + eps_med)
 /// (guarded); the sampled H_ii are kept in the trace (trace-only columns) so any statistic can be recomputed.
 /// Exact per coordinate: H_ii = (H e_i)_i, one Hessian-vector product (one backward of the retained gradient graph)

@@ -3,7 +3,7 @@ using Harness.Abstractions;
 namespace Harness.Plugins.Tuners;
 
 /// <summary>
-/// Armijo backtracking line search (paper 002, appendix C): start from η₀ = min(c₊ η_prev, η_max) (η_max on the first
+/// Armijo backtracking line search (Roulet et al., appendix C): start from η₀ = min(c₊ η_prev, η_max) (η_max on the first
 /// step), multiply by c₋ until f(θ + ηu) ≤ (1+δ) f(θ) + c η gᵀu, at most max_backtracks times. If the cap is reached
 /// the last (smallest) η is used and satisfied = 0 is logged. One loss evaluation per trial, on the step's batch.
 /// </summary>

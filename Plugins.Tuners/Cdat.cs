@@ -3,14 +3,14 @@ using Harness.Abstractions;
 namespace Harness.Plugins.Tuners;
 
 /// <summary>
-/// CDAT (paper 002, eq. 8): n = max(−gᵀu, 0), d = |uᵀHu| + ε (one Hessian-vector product on the step's batch),
+/// CDAT (Roulet et al., eq. 8): n = max(−gᵀu, 0), d = |uᵀHu| + ε (one Hessian-vector product on the step's batch),
 /// ñ = β ñ + (1−β) n, d̃ = β d̃ + (1−β) d (current step included, both from 0), η = σ ñ/d̃; η = 0 when d̃ = 0 (logged
 /// as zero_curvature = 1). σ = 1 is quadratically greedy, σ = 2 "on edge".
 /// </summary>
 public sealed class CdatPlugin : ILearningRateTunerPlugin
 {
     public string Name => "cdat";
-    public string Description => "CDAT: η = σ ñ/d̃ with n = max(−gᵀu, 0), d = |uᵀHu| + ε and EMAs β (paper 002); σ = 2 targets the edge of stability.";
+    public string Description => "CDAT: η = σ ñ/d̃ with n = max(−gᵀu, 0), d = |uᵀHu| + ε and EMAs β (Roulet et al.); σ = 2 targets the edge of stability.";
     public IReadOnlyList<HyperparameterSpec> Hyperparameters { get; } =
     [
         HyperparameterSpec.Real("sigma", 2, "scale σ of the quadratic-model step (1 = greedy, 2 = on edge)", min: 0, minExclusive: true),

@@ -5,7 +5,7 @@ using static TorchSharp.torch;
 namespace Harness.Plugins.Tuners;
 
 /// <summary>
-/// Hypergradient descent (paper 002, eq. 15): step t uses η_t, then η_{t+1} = η_t (1 − β cos(∇f(θ_t + η_t u_t), u_t)),
+/// Hypergradient descent (Roulet et al., eq. 15): step t uses η_t, then η_{t+1} = η_t (1 − β cos(∇f(θ_t + η_t u_t), u_t)),
 /// with the gradient at the trial point evaluated on the step's own batch (one extra gradient evaluation per step).
 /// η_0 = eta0, or the base optimizer's η when eta0 = 0.
 /// </summary>

@@ -3,7 +3,7 @@ using Harness.Abstractions;
 namespace Harness.Plugins.Tuners;
 
 /// <summary>
-/// Polyak step size (paper 002, eq. 14) along the base direction: η = min((f − f*)/(−gᵀu), η_max); for GD (u = −g)
+/// Polyak step size (Roulet et al., eq. 14) along the base direction: η = min((f − f*)/(−gᵀu), η_max); for GD (u = −g)
 /// this is the paper's min((f − f*)/‖g‖², η_max). η = 0 when f ≤ f* or u is not a descent direction (−gᵀu ≤ 0).
 /// </summary>
 public sealed class PolyakPlugin : ILearningRateTunerPlugin

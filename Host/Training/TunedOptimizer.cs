@@ -5,7 +5,7 @@ using static TorchSharp.torch;
 namespace Harness.Host.Training;
 
 /// <summary>
-/// A base optimizer driven by a learning-rate tuner (SPEC §3): each step takes the base's direction u_t at learning
+/// A base optimizer driven by a learning-rate tuner (docs/science.md §3): each step takes the base's direction u_t at learning
 /// rate 1 (<see cref="IDirectionalOptimizer.Direction"/>), asks the tuner for η_t on the same objective (same batch),
 /// and commits θ ← θ + η_t u_t. Setting <see cref="LearningRate"/> sets the base (scheduled) η handed to the tuner;
 /// reading it gives η of the most recent step (the base's η before the first). Preconditioner, momentum and the

@@ -21,10 +21,10 @@ public sealed class ArchitectureTests
     [TestMethod]
     public void ParameterCountsMatchTheArchitectures()
     {
-        // Paper 000's fully connected net: 784·200+200 + 4·(200·200+200) + 200·10+10.
+        // Cohen et al.'s fully connected net: 784·200+200 + 4·(200·200+200) + 200·10+10.
         using (var m = Create(new FashionMlpPlugin(), With(NoData, new() { ["depth"] = 5L, ["width"] = 200L })))
             Assert.AreEqual(784L * 200 + 200 + 4 * (200 * 200 + 200) + 200 * 10 + 10, Count(m));
-        // Paper 000's CNN on 28×28×1: 28 →conv5 24 →pool 11 →conv3 9 →pool 4 →conv3(same) 4 →pool 1, flatten 128.
+        // Cohen et al.'s CNN on 28×28×1: 28 →conv5 24 →pool 11 →conv3 9 →pool 4 →conv3(same) 4 →pool 1, flatten 128.
         using (var m = Create(new CnnPlugin(), With(NoData, new() { ["conv1"] = 64L, ["conv2"] = 96L, ["conv3"] = 128L, ["fc1"] = 512L, ["fc2"] = 256L })))
             Assert.AreEqual((64L * 25 + 64) + (96 * 64 * 9 + 96) + (128 * 96 * 9 + 128) + (128 * 512 + 512) + (512 * 256 + 256) + (256 * 10 + 10), Count(m));
         using (var m = Create(new CnnPlugin(), NoData))

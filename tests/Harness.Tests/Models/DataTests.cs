@@ -169,7 +169,7 @@ public sealed class DataTests
             Assert.AreEqual((long)label, y[k]);
             Assert.IsTrue(seen.Add(key), "an example appears twice");
         }
-        // Paper 000's CNN on 32×32×3: flatten 128·2·2 = 512, so 567 530 parameters.
+        // Cohen et al.'s CNN on 32×32×3: flatten 128·2·2 = 512, so 567 530 parameters.
         using var paper = Create(new CnnPlugin(), new() { ["dataset"] = "cifar10", ["train_size"] = 10L, ["test_size"] = 0L,
             ["conv1"] = 64L, ["conv2"] = 96L, ["conv3"] = 128L, ["fc1"] = 512L, ["fc2"] = 256L }, dataDir: dir);
         Assert.AreEqual(567_530L, paper.Parameters.Sum(p => p.Tensor.numel()));

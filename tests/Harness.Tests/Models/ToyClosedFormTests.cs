@@ -98,7 +98,7 @@ public sealed class ToyClosedFormTests
         Assert.AreEqual((E(t1 + d, t2 + d) - E(t1 + d, t2 - d) - E(t1 - d, t2 + d) + E(t1 - d, t2 - d)) / (4 * d * d), h12, 1e-4);
     }
 
-    /// <summary>SPEC §5: ∂²L/∂(W1)_ij² = v_i² (v = W2) and ∂²L/∂(W2)_i² = ‖w_i‖² (w_i = row i of W1), for
+    /// <summary>docs/science.md §5: ∂²L/∂(W1)_ij² = v_i² (v = W2) and ∂²L/∂(W2)_i² = ‖w_i‖² (w_i = row i of W1), for
     /// L = ½‖W2W1 − a‖², at the paper's small initialisation and at a generic point of order one.</summary>
     [TestMethod]
     [DataRow(2.0, 0.0)]

@@ -4,7 +4,7 @@ using Math = System.Math;
 
 /// <summary>
 /// Hand-written float64 references of every built-in optimizer: plain loops over double[] per parameter tensor,
-/// written from the algorithms' definitions (PyTorch's documented update rules and SPEC §2), sharing no code with
+/// written from the algorithms' definitions (PyTorch's documented update rules and docs/science.md §2), sharing no code with
 /// the TorchSharp implementations. <see cref="P"/> is the preconditioner of the most recent update (null for
 /// unpreconditioned methods) and <see cref="Threshold"/> the stability threshold at the current η, both written out
 /// by hand here.
@@ -50,7 +50,7 @@ public abstract class RefOptimizer
     protected virtual bool DefaultDecoupled => false;
     protected abstract void Update(double[][] theta, double[][] g, long t);
 
-    // Thresholds of SPEC §2, written out.
+    // Thresholds of docs/science.md §2, written out.
     protected double Gd => 2 / Lr;
     protected double Hb(double b) => (2 + 2 * b) / Lr;
     protected double EmaHb(double b) => (2 + 2 * b) / (Lr * (1 - b));

@@ -100,7 +100,7 @@ public sealed class StateTests
         Assert.ThrowsExactly<ArgumentException>(() => padam.ImportState(bad), "a zero preconditioner must be refused");
     }
 
-    /// <summary>Paper 000's "frozen Adam": Adam with freeze_at_step = k is exactly PrecondEMAHB(η, β1, P_k) from step
+    /// <summary>Cohen et al.'s "frozen Adam": Adam with freeze_at_step = k is exactly PrecondEMAHB(η, β1, P_k) from step
     /// k on, when PrecondEMAHB starts from Adam's θ_k and first moment m_k with P_k = (1−β1^k)(sqrt(ν_k/(1−β2^k)) + ε).</summary>
     [TestMethod]
     [DataRow(true)]

@@ -7,7 +7,7 @@ namespace Harness.Tests.Optimizers;
 using Math = System.Math;
 
 /// <summary>
-/// The stability thresholds of SPEC §2, checked by running the optimizers: on f(θ) = ½aθ² (and, for the
+/// The stability thresholds of docs/science.md §2, checked by running the optimizers: on f(θ) = ½aθ² (and, for the
 /// preconditioned variants, on a rotated quadratic whose preconditioned sharpness λ1(P^-1/2 A P^-1/2) is a) each
 /// momentum type converges at a = 0.98× its stated threshold and diverges at 1.02×, and bisection on a finds the
 /// boundary within 0.1%. The thresholds are written out here, independently of the code under test.

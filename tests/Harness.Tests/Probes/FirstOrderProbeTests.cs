@@ -28,7 +28,7 @@ public sealed class FirstOrderProbeTests
         Assert.AreEqual(1, ((Harness.Host.Training.TorchObjective)ctx.Objective).HessianProducts, "w = H u is one HVP");
         CollectionAssert.IsSubsetOf(m.Keys.ToArray(), plugin.MetricsFor(hp).Select(x => x.Name).ToArray());
 
-        // Direct float64 evaluation of SPEC §4 with the toy's analytic gradient and Hessian.
+        // Direct float64 evaluation of docs/science.md §4 with the toy's analytic gradient and Hessian.
         double r = y - t1 * t2 * x;
         double[] g = [-r * t2 * x, -r * t1 * x];
         double[,] H = { { t2 * x * t2 * x, t1 * t2 * x * x - r * x }, { t1 * t2 * x * x - r * x, t1 * x * t1 * x } };

@@ -21,7 +21,7 @@ public sealed class HessianDiagonalProbeTests
         using var opt = Gd(model);
         var r = Measure(new RMedProbePlugin(), new Dictionary<string, object> { ["coordinates"] = 1000L }, Context(model, opt));
 
-        // ∂²L/∂(W1)_ij² = v_i² (v = W2), ∂²L/∂(W2)_i² = ‖w_i‖² (w_i = row i of W1): SPEC §5.
+        // ∂²L/∂(W1)_ij² = v_i² (v = W2), ∂²L/∂(W2)_i² = ‖w_i‖² (w_i = row i of W1): docs/science.md §5.
         var v = model.W2.detach().reshape(-1).data<double>().ToArray();
         var w1 = model.W1.detach();
         var expectedW1 = new double[d * d];

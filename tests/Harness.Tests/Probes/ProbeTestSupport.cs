@@ -31,7 +31,7 @@ public sealed class ExplicitQuadratic : IModel
     public void Dispose() { _theta.Dispose(); _a.Dispose(); _b.Dispose(); }
 }
 
-/// <summary>Paper 001's two-parameter toy: E = ½(y − θ1 θ2 x)², x = 2, y = 1.5.</summary>
+/// <summary>Cattaneo et al.'s two-parameter toy: E = ½(y − θ1 θ2 x)², x = 2, y = 1.5.</summary>
 public sealed class ToyModel : IModel
 {
     public const double X = 2, Y = 1.5;
@@ -51,7 +51,7 @@ public sealed class ToyModel : IModel
     public void Dispose() => _theta.Dispose();
 }
 
-/// <summary>SPEC §5's two-layer linear net f(x) = W2 W1 x (d_x = h = d, d_y = 1) on exactly whitened inputs
+/// <summary>docs/science.md §5's two-layer linear net f(x) = W2 W1 x (d_x = h = d, d_y = 1) on exactly whitened inputs
 /// ((1/N) XᵀX = I), loss ½·mean (f(x) − y)².</summary>
 public sealed class TwoLayerLinear : IModel
 {
