@@ -2,7 +2,9 @@ using System.Globalization;
 
 namespace Harness.Abstractions;
 
-public enum HyperparameterKind { Real, Integer, Boolean, Choice }
+/// <summary>Kinds of hyperparameter values. <see cref="Text"/> is free text that the plugin parses itself (e.g. a small
+/// matrix "1 0.9; 0.9 1"); a YAML list in a matrix file stays a grid axis, so structured values are written as text.</summary>
+public enum HyperparameterKind { Real, Integer, Boolean, Choice, Text }
 
 /// <summary>One entry of a plugin's hyperparameter schema: name, type, default, admissible range, doc.
 /// The host validates every matrix value against it before any training starts.</summary>
@@ -33,11 +35,16 @@ public sealed record HyperparameterSpec
     public static HyperparameterSpec Choice(string name, string @default, string doc, params string[] choices) =>
         new() { Name = name, Kind = HyperparameterKind.Choice, Default = @default, Doc = doc, Choices = choices };
 
+    /// <summary>Free text, parsed by the plugin (which reports malformed text with a clear error when it is created).</summary>
+    public static HyperparameterSpec Text(string name, string @default, string doc) =>
+        new() { Name = name, Kind = HyperparameterKind.Text, Default = @default, Doc = doc };
+
     /// <summary>Human-readable range, e.g. "(0, 1]" or "{mse, cross_entropy}".</summary>
     public string RangeText => Kind switch
     {
         HyperparameterKind.Boolean => "true | false",
         HyperparameterKind.Choice => "{" + string.Join(", ", Choices ?? []) + "}",
+        HyperparameterKind.Text => "text",
         _ => (MinExclusive ? "(" : "[") + (Min is { } lo ? Fmt(lo) : "-inf") + ", " +
              (Max is { } hi ? Fmt(hi) : "inf") + (MaxExclusive ? ")" : "]"),
     };
@@ -60,6 +67,11 @@ public sealed record HyperparameterSpec
                 var str = Convert.ToString(raw, CultureInfo.InvariantCulture) ?? "";
                 if (Choices is not null && Choices.Contains(str, StringComparer.Ordinal)) return str;
                 error = $"'{str}' is not one of {RangeText}";
+                return null;
+            case HyperparameterKind.Text:
+                if (raw is string text) return text;
+                if (raw is double or long or int) return Convert.ToString(raw, CultureInfo.InvariantCulture)!;
+                error = $"expected text, got '{raw}'";
                 return null;
             case HyperparameterKind.Integer:
             case HyperparameterKind.Real:
@@ -108,6 +120,7 @@ public sealed class HyperparameterValues
     public long Integer(string name) => Convert.ToInt64(Get(name), CultureInfo.InvariantCulture);
     public bool Boolean(string name) => (bool)Get(name);
     public string Choice(string name) => (string)Get(name);
+    public string Text(string name) => (string)Get(name);
 
     private object Get(string name) =>
         _values.TryGetValue(name, out var v) ? v : throw new KeyNotFoundException($"no hyperparameter '{name}' in the schema");

@@ -294,7 +294,7 @@ public sealed partial class MatrixParser(PluginCatalog plugins)
         {
             string path = $"probes[{i}]";
             if (seq.Children[i] is not YamlMappingNode m) { Error(seq.Children[i], path, "must be a mapping with 'name', 'every' and optional 'hyperparameters'"); continue; }
-            CheckKeys(m, path, "name", "every", "hyperparameters", "windows", "bursts");
+            CheckKeys(m, path, "name", "as", "every", "hyperparameters", "windows", "bursts");
             var name = Str(m, "name", path + ".name", required: true);
             int every = (int)(Number(m, "every", path + ".every", min: 1, integer: true) ?? 1);
             if (name is null) continue;
@@ -303,36 +303,36 @@ public sealed partial class MatrixParser(PluginCatalog plugins)
                 Error(Get(m, "name")!, path + ".name", $"unknown probe '{name}' (available: {string.Join(", ", plugins.Probes.Keys.Order())})");
                 continue;
             }
-            if (result.Any(p => p.Name == name)) { Error(Get(m, "name")!, path + ".name", $"probe '{name}' is listed twice"); continue; }
-            var values = new Dictionary<string, object>(StringComparer.Ordinal);
-            if (Get(m, "hyperparameters") is { } hpNode)
+            string? alias = Get(m, "as") is { } asNode ? Str(m, "as", path + ".as") : null;
+            if (alias is not null && !System.Text.RegularExpressions.Regex.IsMatch(alias, "^[a-z][a-z0-9_]*$"))
             {
-                if (hpNode is not YamlMappingNode hpMap) { Error(hpNode, path + ".hyperparameters", "must be a mapping"); continue; }
-                foreach (var (k, v) in hpMap.Children)
-                {
-                    if (k is not YamlScalarNode { Value: { } hpName }) { Error(k, path + ".hyperparameters", "keys must be plain hyperparameter names"); continue; }
-                    string hpPath = $"{path}.hyperparameters.{hpName}";
-                    var spec = probe.Plugin.Hyperparameters.FirstOrDefault(s => s.Name == hpName);
-                    if (spec is null) { Error(k, hpPath, $"unknown hyperparameter of probe '{name}' (it has: {string.Join(", ", probe.Plugin.Hyperparameters.Select(s => s.Name))})"); continue; }
-                    if (Scalar(v, hpPath) is not { } raw) continue;
-                    if (spec.Coerce(raw, out var err) is { } ok) values[hpName] = ok;
-                    else Error(v, hpPath, err!);
-                }
+                Error(Get(m, "as")!, path + ".as", "must match [a-z][a-z0-9_]*");
+                continue;
             }
-            foreach (var spec in probe.Plugin.Hyperparameters.Where(sp => !values.ContainsKey(sp.Name)))
-                values[spec.Name] = spec.Coerce(spec.Default, out _)!;
-            IReadOnlyList<MetricSpec> metrics;
-            try { metrics = probe.Plugin.MetricsFor(new HyperparameterValues(probe.Plugin.Hyperparameters, values)); }
+            string id = alias ?? name;
+            // Two instances of one probe need distinct names: they name the cost columns and the schedule.
+            if (result.Any(p => p.Id == id)) { Error(Get(m, "name")!, path + ".name", $"probe '{id}' is listed twice; give one of them a different 'as:' name"); continue; }
+            if (HyperparameterGrid(m, path, probe.Plugin.Hyperparameters, "probe", name) is not { } grid) continue;
+            var values = grid.ToDictionary(a => a.Key, a => a.Value[0], StringComparer.Ordinal);
+            var instance = new ProbeSpec(name, every, values, Loc(m)) { As = alias, Grid = grid };
+            // Every combination of the probe's axes may declare other metrics (e.g. top_k): check them all.
+            var metricNames = new List<string>();
+            try
+            {
+                foreach (var combination in MatrixExpander.Combinations(grid))
+                    foreach (var metric in probe.Plugin.MetricsFor(new HyperparameterValues(probe.Plugin.Hyperparameters, combination)))
+                        if (!metricNames.Contains(instance.Column(metric.Name))) metricNames.Add(instance.Column(metric.Name));
+            }
             catch (Exception e) { Error(Get(m, "name")!, path + ".name", $"probe '{name}' cannot declare its metrics: {e.Message}"); continue; }
-            foreach (var metric in metrics.Select(x => x.Name).Concat(Harness.Host.Training.RunExecutor.ProbeCostColumns([name]).Where(c => c.StartsWith($"probe_{name}_", StringComparison.Ordinal))))
+            foreach (var metric in metricNames.Concat(Harness.Host.Training.RunExecutor.ProbeCostColumns([id]).Where(c => c.StartsWith($"probe_{id}_", StringComparison.Ordinal))))
             {
                 if (columnOwner.TryGetValue(metric, out var owner))
-                    Error(Get(m, "name")!, path + ".name", $"probe '{name}' emits metric '{metric}', already used by {owner}");
-                else columnOwner[metric] = $"probe '{name}'";
+                    Error(Get(m, "name")!, path + ".name", $"probe '{id}' emits metric '{metric}', already used by {owner}");
+                else columnOwner[metric] = $"probe '{id}'";
             }
             var windows = Get(m, "windows") is { } wn ? Windows(wn, path + ".windows") : [];
             var burst = Get(m, "bursts") is { } bn ? Burst(bn, path + ".bursts") : null;
-            result.Add(new ProbeSpec(name, every, values, Loc(m)) { Windows = windows, Burst = burst });
+            result.Add(instance with { Windows = windows, Burst = burst });
         }
         return result;
     }

@@ -36,8 +36,19 @@ public sealed record TunerSpec(string Name, IReadOnlyList<KeyValuePair<string, I
 /// <paramref name="File"/> (with its SHA-256, recorded in the configuration).</summary>
 public sealed record PreconditionerSourceSpec(int? Optimizer, long Step, string? File, string? FileSha256);
 
+/// <summary>A probe entry: plugin <paramref name="Name"/>, and one value per hyperparameter (in a matrix's own list, the
+/// first value of each axis; in a run cell, that cell's values).</summary>
 public sealed record ProbeSpec(string Name, int Every, IReadOnlyDictionary<string, object> Hyperparameters, SourceLocation Location)
 {
+    /// <summary><c>probes[i].as</c>: the instance name when a probe is listed more than once, or null.</summary>
+    public string? As { get; init; }
+    /// <summary>The instance name: <see cref="As"/>, else the plugin name. Names the cost columns and the schedule.</summary>
+    public string Id => As ?? Name;
+    /// <summary>The trace column of one of the plugin's metrics: the metric itself, or <c>&lt;as&gt;_&lt;metric&gt;</c>.</summary>
+    public string Column(string metric) => As is null ? metric : $"{As}_{metric}";
+    /// <summary>Hyperparameter axes (defaults as one-value axes); a list in the file is swept like an optimizer's.</summary>
+    public IReadOnlyList<KeyValuePair<string, IReadOnlyList<object>>> Grid { get; init; } = [];
+
     /// <summary>Dense windows (every step, or their own every, for from ≤ t &lt; to).</summary>
     public IReadOnlyList<Training.ProbeWindow> Windows { get; init; } = [];
     /// <summary>Event-triggered bursts, or null.</summary>

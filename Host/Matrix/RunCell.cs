@@ -25,6 +25,14 @@ public sealed record RunCell(
     /// <summary>The tuner's resolved hyperparameters (one value each) when <see cref="Tuner"/> is set.</summary>
     public IReadOnlyDictionary<string, object>? TunerHyperparameters { get; init; }
 
+    /// <summary>This run's probes, one value per hyperparameter (probe axes swept by the matrix resolved); null = the
+    /// matrix's probe list as written.</summary>
+    public IReadOnlyList<ProbeSpec>? ProbeValues { get; init; }
+    /// <summary>The probes this run measures, in the matrix's order.</summary>
+    public IReadOnlyList<ProbeSpec> Probes => ProbeValues ?? Matrix.Probes;
+    /// <summary>Model hyperparameters that the matrix sweeps (more than one value in the model's entry): shown in the label.</summary>
+    public IReadOnlyList<string> SweptModelHyperparameters { get; init; } = [];
+
     /// <summary>Name of the file a run writes its optimizer state to at <paramref name="step"/>.</summary>
     public static string StateFileName(long step) => $"state-{step}.json";
 
@@ -64,7 +72,7 @@ public sealed record RunCell(
         ["dtype"] = Matrix.DType,
         ["training"] = TrainingJson(),
         ["probe_set"] = new JsonObject { ["size"] = Matrix.ProbeSetSize, ["seed"] = Matrix.ProbeSetSeed },
-        ["probes"] = new JsonArray(Matrix.Probes.OrderBy(p => p.Name, StringComparer.Ordinal).Select(p => (JsonNode)ProbeJson(p)).ToArray()),
+        ["probes"] = new JsonArray(Probes.OrderBy(p => p.Id, StringComparer.Ordinal).Select(p => (JsonNode)ProbeJson(p)).ToArray()),
     };
 
     private JsonObject TrainingJson()
@@ -85,6 +93,7 @@ public sealed record RunCell(
     private static JsonObject ProbeJson(ProbeSpec p)
     {
         var o = new JsonObject { ["name"] = p.Name, ["every"] = p.Every, ["hyperparameters"] = Sorted(p.Hyperparameters) };
+        if (p.As is not null) o["as"] = p.As;
         if (p.Windows.Count > 0)
             o["windows"] = new JsonArray(p.Windows.Select(w => (JsonNode)new JsonObject { ["from"] = w.From, ["to"] = w.To, ["every"] = w.Every }).ToArray());
         if (p.Burst is { } b)
@@ -99,11 +108,17 @@ public sealed record RunCell(
     /// Re-running a matrix finds finished runs by this id and skips them.</summary>
     public string RunId => Tuner is null ? $"{Optimizer}-{Hash()}" : $"{Optimizer}-{Tuner}-{Hash()}";
 
-    /// <summary>Short human label, e.g. "gd lr=0.1 | fashion_mlp | seeds 0/0".</summary>
+    /// <summary>Short human label, e.g. "gd lr=0.1 | fashion_mlp width=64 | seeds 0/0 | sharpness max_iterations=20": every
+    /// optimizer hyperparameter, the model's and the probes' swept ones.</summary>
     public string Label =>
-        $"{Optimizer} {string.Join(" ", OptimizerHyperparameters.OrderBy(k => k.Key, StringComparer.Ordinal).Select(kv => $"{kv.Key}={Format(kv.Value)}"))} | {Model} | seeds {InitSeed}/{DataSeed}".Replace("  ", " ")
+        $"{Optimizer} {Pairs(OptimizerHyperparameters)} | {Model} {Pairs(SweptModelHyperparameters.ToDictionary(k => k, k => ModelHyperparameters[k]))} | seeds {InitSeed}/{DataSeed}".Replace("  ", " ")
         + (PreconditionerFrom is { } src ? $" | P from {(src.File is null ? src.RunId : Path.GetFileName(src.File))}@{src.Step}" : "")
-        + (Tuner is null ? "" : $" | tuner {Tuner} {string.Join(" ", (TunerHyperparameters ?? new Dictionary<string, object>()).OrderBy(k => k.Key, StringComparer.Ordinal).Select(kv => $"{kv.Key}={Format(kv.Value)}"))}".TrimEnd());
+        + (Tuner is null ? "" : $" | tuner {Tuner} {Pairs(TunerHyperparameters ?? new Dictionary<string, object>())}".TrimEnd())
+        + string.Concat(Probes.Where(p => p.Grid.Any(a => a.Value.Count > 1))
+            .Select(p => $" | {p.Id} {Pairs(p.Grid.Where(a => a.Value.Count > 1).ToDictionary(a => a.Key, a => p.Hyperparameters[a.Key]))}"));
+
+    private static string Pairs(IReadOnlyDictionary<string, object> values) =>
+        string.Join(" ", values.OrderBy(k => k.Key, StringComparer.Ordinal).Select(kv => $"{kv.Key}={Format(kv.Value)}"));
 
     private static readonly JsonSerializerOptions ScheduleJson = new() { PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower };
 
@@ -151,23 +166,31 @@ public static class MatrixExpander
         var cells = new List<RunCell>();
         var byEntry = new Dictionary<(int entry, int model, long init, long data), List<RunCell>>();
         int modelIndex = 0;
+        // Probe axes: every combination of every probe's swept hyperparameters (one list of resolved probes each).
+        IEnumerable<List<ProbeSpec>> probeAcc = [[]];
+        foreach (var probe in m.Probes)
+            probeAcc = probeAcc.SelectMany(list => Grid(probe.Grid.Count > 0 ? probe.Grid : Axes(probe.Hyperparameters))
+                .Select(values => new List<ProbeSpec>(list) { probe with { Hyperparameters = values } }));
+        var probeGrid = probeAcc.ToList();
         foreach (var model in m.Models)
         foreach (var mhp in Grid(model.Grid))
         {
             modelIndex++;
+            var swept = model.Grid.Where(a => a.Value.Count > 1).Select(a => a.Key).ToList();
             for (int j = 0; j < m.Optimizers.Count; j++)
             {
                 var opt = m.Optimizers[j];
                 var tunerGrid = opt.Tuner is null ? new IReadOnlyDictionary<string, object>?[] { null } : Grid(opt.Tuner.Grid).ToArray<IReadOnlyDictionary<string, object>?>();
                 foreach (var ohp in Grid(opt.Grid))
                 foreach (var thp in tunerGrid)
+                foreach (var probes in probeGrid)
                 foreach (var init in m.InitSeeds)
                 foreach (var data in m.DataSeeds)
                 {
                     var key = (j, modelIndex, init, data);
                     if (!byEntry.TryGetValue(key, out var mine)) byEntry[key] = mine = new List<RunCell>();
                     var cell = new RunCell(m.Name, model.Name, mhp, opt.Name, ohp, init, data, m, opt.Schedule)
-                        { Tuner = opt.Tuner?.Name, TunerHyperparameters = thp };
+                        { Tuner = opt.Tuner?.Name, TunerHyperparameters = thp, ProbeValues = probes, SweptModelHyperparameters = swept };
                     IEnumerable<RunCell> made = opt.PreconditionerFrom switch
                     {
                         { Optimizer: { } src, Step: var step } => byEntry.GetValueOrDefault((src, modelIndex, init, data), [])
@@ -195,6 +218,12 @@ public static class MatrixExpander
                 $"the matrix lists the same run more than once ({string.Join(", ", duplicates)}); remove the repeated values")]);
         return cells;
     }
+
+    /// <summary>Every combination of the axes' values (the cross product), in axis order.</summary>
+    public static IEnumerable<IReadOnlyDictionary<string, object>> Combinations(IReadOnlyList<KeyValuePair<string, IReadOnlyList<object>>> axes) => Grid(axes);
+
+    private static IReadOnlyList<KeyValuePair<string, IReadOnlyList<object>>> Axes(IReadOnlyDictionary<string, object> values) =>
+        values.Select(kv => new KeyValuePair<string, IReadOnlyList<object>>(kv.Key, [kv.Value])).ToList();
 
     private static IEnumerable<IReadOnlyDictionary<string, object>> Grid(IReadOnlyList<KeyValuePair<string, IReadOnlyList<object>>> axes)
     {

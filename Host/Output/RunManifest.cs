@@ -34,7 +34,15 @@ public sealed class RunManifest
     public DateTime StartedUtc { get; init; } = DateTime.UtcNow;
     public DateTime? FinishedUtc { get; set; }
     public double WallSeconds { get; set; }
+    /// <summary>Optimizer updates applied before the step the run stopped at: the trace's last row is step
+    /// <c>steps_completed</c>. On completion that row is the final measurement (no update). On an early stop
+    /// (divergence, target loss) the update of that step was computed before the rule was checked —
+    /// <see cref="StoppingStepUpdateApplied"/> says whether θ took it.</summary>
     public long StepsCompleted { get; set; }
+    /// <summary>Whether the update of the step that ended the run (step <c>steps_completed</c>) was applied to θ:
+    /// true at a divergence or target-loss stop (θ then holds steps_completed + 1 updates), false when the run
+    /// completed (the final row has no update); null while running or after a failure or interruption.</summary>
+    public bool? StoppingStepUpdateApplied { get; set; }
     /// <summary>Last non-null value of every trace column.</summary>
     public Dictionary<string, double> Final { get; set; } = new();
     public string TraceFile { get; init; } = "trace.parquet";

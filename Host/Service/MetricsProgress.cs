@@ -17,12 +17,12 @@ public sealed class MetricsProgress(HarnessMetrics metrics, Func<PluginCatalog> 
     public void RunStarted(RunCell cell, long steps)
     {
         var names = new List<string>();
-        foreach (var p in cell.Matrix.Probes)
+        foreach (var p in cell.Probes)
         {
             try
             {
                 if (catalog().Probes.TryGetValue(p.Name, out var probe))
-                    names.AddRange(probe.Plugin.MetricsFor(new HyperparameterValues(probe.Plugin.Hyperparameters, p.Hyperparameters)).Select(m => m.Name));
+                    names.AddRange(probe.Plugin.MetricsFor(new HyperparameterValues(probe.Plugin.Hyperparameters, p.Hyperparameters)).Select(m => p.Column(m.Name)));
             }
             catch (Exception) { /* a probe gauge missing from /metrics is not worth failing the run */ }
         }

@@ -68,7 +68,7 @@ public sealed class RunExecutor(PluginCatalog plugins, HarnessMetrics metrics, I
             [
                 Use("optimizer", cell.Optimizer, optPlugin.Origin),
                 Use("model", cell.Model, modelPlugin.Origin),
-                .. spec.Probes.Select(p => Use("probe", p.Name, plugins.Probes[p.Name].Origin)),
+                .. cell.Probes.Select(p => p.Name).Distinct().Select(n => Use("probe", n, plugins.Probes[n].Origin)),
                 .. cell.Tuner is { } tunerName ? [Use("tuner", tunerName, plugins.Tuners[tunerName].Origin)] : Array.Empty<PluginUse>(),
             ],
         };
@@ -85,15 +85,17 @@ public sealed class RunExecutor(PluginCatalog plugins, HarnessMetrics metrics, I
             using var optimizer = WithTuner(cell, optPlugin.Plugin.Create(model.Parameters.Select(p => p.Tensor).ToList(),
                 new HyperparameterValues(optPlugin.Plugin.Hyperparameters, cell.OptimizerHyperparameters)), out var tunerColumns);
             if (cell.PreconditionerFrom is { } source) ImportPreconditioner(optimizer, model, source, runDir);
-            var probes = spec.Probes.Select(p =>
+            var probes = cell.Probes.Select(p =>
             {
                 var plugin = plugins.Probes[p.Name].Plugin;
                 var values = new HyperparameterValues(plugin.Hyperparameters, p.Hyperparameters);
-                return (spec: p, metrics: plugin.MetricsFor(values, model.Parameters), probe: plugin.Create(values));
+                // A second instance of a probe (probes[i].as) writes its metrics as <as>_<metric>.
+                var declared = plugin.MetricsFor(values, model.Parameters).Select(m => m with { Name = p.Column(m.Name) }).ToList();
+                return (spec: p, metrics: (IReadOnlyList<MetricSpec>)declared, probe: plugin.Create(values));
             }).ToList();
             try
             {
-                var costColumns = ProbeCostColumns(probes.Select(p => p.spec.Name)).ToList();
+                var costColumns = ProbeCostColumns(probes.Select(p => p.spec.Id)).ToList();
                 var columns = FixedColumns
                     .Concat(probes.SelectMany(p => p.metrics.Select(m => m.Name)))
                     .Concat(costColumns)
@@ -201,7 +203,7 @@ public sealed class RunExecutor(PluginCatalog plugins, HarnessMetrics metrics, I
         var shared = new Dictionary<string, object>(StringComparer.Ordinal);
         var tuned = optimizer as TunedOptimizer;
         if (tuned is not null) tuned.Shared = shared;
-        var scheduler = new ProbeScheduler(probes.Select(p => new ProbeSchedule(p.spec.Name, p.spec.Every, p.spec.Windows, p.spec.Burst)).ToList(),
+        var scheduler = new ProbeScheduler(probes.Select(p => new ProbeSchedule(p.spec.Id, p.spec.Every, p.spec.Windows, p.spec.Burst)).ToList(),
             spec.Training.ProbeBudget);
         double iterationMark = clock.Elapsed.TotalSeconds;
         try
@@ -247,24 +249,25 @@ public sealed class RunExecutor(PluginCatalog plugins, HarnessMetrics metrics, I
                 }
                 catch (Exception e) when (e is not OperationCanceledException)
                 {
-                    logger.LogWarning("run {Run}: probe {Probe} failed at step {Step}: {Message}", cell.RunId, ps.Name, t, e.Message);
+                    logger.LogWarning("run {Run}: probe {Probe} failed at step {Step}: {Message}", cell.RunId, ps.Id, t, e.Message);
                     values = new Dictionary<string, double>();
                 }
                 double seconds = watch.Elapsed.TotalSeconds;
                 scheduler.Measured(pi, t, seconds, values);
                 foreach (var (column, value) in new[]
                          {
-                             ($"probe_{ps.Name}_seconds", seconds), ($"probe_{ps.Name}_hvps", (double)objective.HessianProducts),
-                             ($"probe_{ps.Name}_grad_evals", (double)objective.GradientEvaluations), ($"probe_{ps.Name}_interval", (double)scheduler.Interval(pi, t)),
+                             ($"probe_{ps.Id}_seconds", seconds), ($"probe_{ps.Id}_hvps", (double)objective.HessianProducts),
+                             ($"probe_{ps.Id}_grad_evals", (double)objective.GradientEvaluations), ($"probe_{ps.Id}_interval", (double)scheduler.Interval(pi, t)),
                          })
                 {
                     row[index[column]] = value;
                     gauges.Probe[column] = value;
                 }
-                metrics.RecordProbe(gauges, ps.Name, seconds);
-                probeSeconds[ps.Name] = seconds;
-                foreach (var (name, value) in values)
+                metrics.RecordProbe(gauges, ps.Id, seconds);
+                probeSeconds[ps.Id] = seconds;
+                foreach (var (metric, value) in values)
                 {
+                    string name = ps.Column(metric);
                     if (!index.TryGetValue(name, out int col)) continue;
                     row[col] = value;
                     probeValues[name] = value;
@@ -320,6 +323,7 @@ public sealed class RunExecutor(PluginCatalog plugins, HarnessMetrics metrics, I
                 status = RunStatus.Diverged;
                 reason = $"non-finite {(double.IsFinite(eval.Loss) ? "gradient norm" : "loss")} at step {t}";
                 manifest.StepsCompleted = t;
+                manifest.StoppingStepUpdateApplied = !last;
                 break;
             }
             if (eval.Loss > spec.Training.DivergenceFactor * Math.Max(initialLoss.Value, 1e-12))
@@ -327,15 +331,18 @@ public sealed class RunExecutor(PluginCatalog plugins, HarnessMetrics metrics, I
                 status = RunStatus.Diverged;
                 reason = $"loss {eval.Loss:G4} at step {t} exceeds divergence_factor {spec.Training.DivergenceFactor:G4} × initial loss {initialLoss:G4}";
                 manifest.StepsCompleted = t;
+                manifest.StoppingStepUpdateApplied = !last;
                 break;
             }
             if (!last && spec.Training.TargetLoss is { } target && eval.Loss <= target)
             {
                 reason = $"reached target loss {target:G4} at step {t}";
                 manifest.StepsCompleted = t;
+                manifest.StoppingStepUpdateApplied = true;
                 break;
             }
             manifest.StepsCompleted = last ? steps : t + 1;
+            if (last) manifest.StoppingStepUpdateApplied = false;
             if (t % 200 == 0) manifest.Save(manifestPath);
             if (!last && spec.Training.CheckpointEvery > 0 && (t + 1) % spec.Training.CheckpointEvery == 0 && t + 1 < steps)
             {

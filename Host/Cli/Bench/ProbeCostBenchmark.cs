@@ -251,7 +251,7 @@ public sealed class ProbeCostBenchmark : IBenchmark
             var trace = ReadTrace(Path.Combine(dir, "trace.parquet"));
             var time = trace["time_s"];
             int n = time.Length;
-            var probeNames = spec.Probes.Select(p => p.Name).ToList();
+            var probeNames = spec.Probes.Select(p => p.Id).ToList();
             double Probe(int i) => probeNames.Sum(p => trace[$"probe_{p}_seconds"][i] ?? 0);
             // Independently of the scheduler: probe seconds from the trace over the loop's wall time from the timestamps
             // (time_s is taken after each iteration; iteration 0's own duration is its probe seconds + its step seconds).

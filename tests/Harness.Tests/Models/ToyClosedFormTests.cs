@@ -176,4 +176,44 @@ public sealed class ToyClosedFormTests
         var ad = model.A.diagonal().data<double>().ToArray();
         for (int i = 0; i < 7; i++) Assert.AreEqual(ad[i], hd[i], 1e-14);
     }
+
+    [TestMethod]
+    public void QuadraticTakesAGivenSymmetricHessianAndStartingPoint()
+    {
+        // The coherence example of docs/science.md §6: H = [[1, 0.9], [0.9, 1]] (eigenvalues 1.9, 0.1).
+        using var model = (Quadratic)Create(new QuadraticPlugin(), new() { ["hessian"] = "1 0.9; 0.9 1", ["theta0"] = "2.8, -3.5" });
+        var a = model.A.data<double>().ToArray();
+        CollectionAssert.AreEqual(new[] { 1.0, 0.9, 0.9, 1.0 }, a);
+        CollectionAssert.AreEqual(new[] { 2.8, -3.5 }, model.Parameters[0].Tensor.detach().data<double>().ToArray());
+        Assert.AreEqual(1.9, model.Spectrum[0], 1e-15);
+        Assert.AreEqual(0.1, model.Spectrum[1], 1e-15);
+        var eval = new TorchObjective(model, model.Train).Evaluate();
+        // ½θᵀAθ = ½(2.8² + 3.5² + 2·0.9·2.8·(−3.5)) = ½(7.84 + 12.25 − 17.64) = 1.225.
+        Assert.AreEqual(1.225, eval.Loss, 1e-12);
+        // ∇ = Aθ = (2.8 − 3.15, 2.52 − 3.5) = (−0.35, −0.98).
+        var g = eval.Gradient[0].data<double>().ToArray();
+        Assert.AreEqual(-0.35, g[0], 1e-12);
+        Assert.AreEqual(-0.98, g[1], 1e-12);
+    }
+
+    [TestMethod]
+    public void QuadraticStartingPointAloneKeepsTheSpectrum()
+    {
+        using var model = (Quadratic)Create(new QuadraticPlugin(), new() { ["dim"] = 3L, ["lambda_max"] = 3.0, ["lambda_min"] = 1.0, ["theta0"] = "1 2 3" });
+        CollectionAssert.AreEqual(new[] { 1.0, 2.0, 3.0 }, model.Parameters[0].Tensor.detach().data<double>().ToArray());
+        CollectionAssert.AreEqual(new[] { 3.0, 2.0, 1.0 }, model.Spectrum.ToArray());
+    }
+
+    [TestMethod]
+    [DataRow("1 0.9; 0.8 1", "", "hessian is not symmetric: entry (0, 1) = 0.9 but (1, 0) = 0.8")]
+    [DataRow("1 2; 3", "", "hessian row 1 has 1 entries, expected 2 (a square matrix)")]
+    [DataRow("1 x; 2 1", "", "hessian row 0, entry 1: 'x' is not a number")]
+    [DataRow("1 0; 0 1", "1 2 3", "theta0 has 3 entries but the quadratic has 2 parameters")]
+    [DataRow("", "1 2", "theta0 has 2 entries but the quadratic has 10 parameters")]
+    public void QuadraticRejectsAMalformedHessianOrStartingPoint(string hessian, string theta0, string message)
+    {
+        var e = Assert.ThrowsExactly<ArgumentException>(() =>
+            Create(new QuadraticPlugin(), new() { ["hessian"] = hessian, ["theta0"] = theta0 }).Dispose());
+        Assert.AreEqual(message, e.Message);
+    }
 }

@@ -157,7 +157,7 @@ public sealed class RefAdam(Dictionary<string, object> hp, long[][] shapes, bool
     }
 }
 
-/// <summary>RMSProp (PyTorch RMSprop, plus bias correction and ε-inside options).</summary>
+/// <summary>RMSProp (PyTorch RMSprop, plus bias correction, ε-inside and initial second moment ν0 options).</summary>
 public sealed class RefRmsProp(Dictionary<string, object> hp, long[][] shapes) : RefAdaptive(hp, shapes)
 {
     private double[][]? _v, _ga, _buf;
@@ -167,7 +167,8 @@ public sealed class RefRmsProp(Dictionary<string, object> hp, long[][] shapes) :
 
     protected override void Update(double[][] theta, double[][] g, long t)
     {
-        _v ??= Zeros(theta); _ga ??= Zeros(theta); _buf ??= Zeros(theta);
+        _v ??= theta.Select(a => Enumerable.Repeat(R("initial_square_avg"), a.Length).ToArray()).ToArray();
+        _ga ??= Zeros(theta); _buf ??= Zeros(theta);
         var p = Precondition(g, t);
         for (int k = 0; k < theta.Length; k++)
             for (int i = 0; i < theta[k].Length; i++)

@@ -59,6 +59,7 @@ public sealed class ReferenceTests
         [
             "", "momentum=0.9", "centered=true", "centered=true,momentum=0.5", "bias_correction=true", "eps_inside_sqrt=true,eps=0.001",
             "weight_decay=0.1", "weight_decay=0.1,decoupled_weight_decay=true", "freeze_at_step=5", "momentum=0.9,freeze_at_step=5",
+            "initial_square_avg=0.5", "initial_square_avg=0.5,bias_correction=true", "initial_square_avg=0.25,centered=true,momentum=0.5",
         ]));
         cases.Add("rmsprop | momentum=0.9 | vary");
         cases.AddRange(Named("adagrad", ["", "lr_decay=0.1", "initial_accumulator_value=0.1", "eps_inside_sqrt=true,eps=0.001", "weight_decay=0.1", "freeze_at_step=5"]));

@@ -131,4 +131,27 @@ public sealed class FirstOrderProbeTests
         using var gd = new FixedPreconditionerOptimizer(model.Parameters.Select(q => q.Tensor).ToList(), 0.1, null);
         Assert.AreEqual(0, Measure(new PreconditionerStatsProbePlugin(), null, Context(model, gd)).Count);
     }
+
+    [TestMethod]
+    public void ParametersProbeWritesThetaCoordinatesAndNormsForSmallModels()
+    {
+        using var model = new ExplicitQuadratic(new double[,] { { 1, 0, 0 }, { 0, 1, 0 }, { 0, 0, 1 } }, [3, -4, 0]);
+        using var opt = new FixedPreconditionerOptimizer(model.Parameters.Select(p => p.Tensor).ToList(), 0.1, null);
+        var m = Measure(new ParametersProbePlugin(), null, Context(model, opt), out var declared);
+        CollectionAssert.AreEqual(new[] { "theta_0", "theta_1", "theta_2", "theta_l1", "theta_l2" }, declared.Select(d => d.Name).ToArray());
+        Assert.AreEqual(3.0, m["theta_0"]);
+        Assert.AreEqual(-4.0, m["theta_1"]);
+        Assert.AreEqual(0.0, m["theta_2"]);
+        Assert.AreEqual(7.0, m["theta_l1"]);
+        AreClose(5.0, m["theta_l2"], 1e-15, "‖θ‖2");
+
+        // Above max_parameters only the norms are columns (one column per coordinate would swamp the trace).
+        using var big = new TinyMlp(seed: 1);
+        var mb = Measure(new ParametersProbePlugin(), new Dictionary<string, object> { ["max_parameters"] = 2L }, Context(model, opt), out var small);
+        CollectionAssert.AreEqual(new[] { "theta_l1", "theta_l2" }, small.Select(d => d.Name).ToArray());
+        Assert.AreEqual(7.0, mb["theta_l1"]);
+        var values = new HyperparameterValues(new ParametersProbePlugin().Hyperparameters, new Dictionary<string, object> { ["max_parameters"] = 20L });
+        Assert.AreEqual(2, new ParametersProbePlugin().MetricsFor(values, big.Parameters).Count, "TinyMlp has 26 parameters");
+        Assert.AreEqual(28, new ParametersProbePlugin().MetricsFor(new HyperparameterValues(new ParametersProbePlugin().Hyperparameters), big.Parameters).Count);
+    }
 }
