@@ -204,6 +204,7 @@ public sealed class ProbeCatalogueTests
           - { name: update_geometry, every: 1 }
           - { name: preconditioner, every: 1 }
           - { name: accuracy, every: 1 }
+          - { name: parameters, every: 1 }
         """;
 
     [TestMethod]
