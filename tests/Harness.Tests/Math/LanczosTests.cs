@@ -126,13 +126,16 @@ public sealed class LanczosTests
         var d = tensor(TightTopGapSpectrum(1.0), dtype: ScalarType.Float32);
         var op = new MatrixOperatorFloat32(d);
         var wrong = new List<string>();
+        var products = new List<int>();
         for (int seed = 0; seed < 100; seed++)
         {
             using var inner = NewDisposeScope();
-            var r = Lanczos.Run(op, new LanczosOptions(100, 1e-3), seed: seed);
+            var r = Lanczos.Run(op, new LanczosOptions(200, 1e-3), seed: seed);
+            products.Add(r.Iterations);
             if (!r.Converged || System.Math.Abs(r.Top[0].Value - 1.01) > 1e-3 * 1.01) wrong.Add($"seed {seed}: {r.Top[0].Value} after {r.Iterations}");
         }
         Assert.AreEqual(0, wrong.Count, string.Join("\n", wrong));
+        Console.WriteLine($"products per run: mean {products.Average():F1}, max {products.Max()}");
     }
 
     private sealed class MatrixOperatorFloat32(Tensor diagonal) : Harness.Abstractions.ISymmetricOperator
@@ -145,7 +148,7 @@ public sealed class LanczosTests
     public void ClusterOfEqualTopEigenvaluesGivesEveryCopy()
     {
         // λ1 = λ2 = λ3 = 1: a single Krylov sequence sees one vector of the eigenspace; the other copies come only from
-        // fresh directions. Top-4 must be 1, 1, 1, 0.9.
+        // fresh directions. Top-4 must be 1, 1, 1, 0.83.
         using var scope = NewDisposeScope();
         var s = TightTopGapSpectrum(1.01).ToList();
         s[0] = 1; s[1] = 1; s[2] = 1;
@@ -155,7 +158,7 @@ public sealed class LanczosTests
         {
             using var inner = NewDisposeScope();
             var r = Lanczos.Run(op, new LanczosOptions(300, 1e-3, TopK: 4), seed: seed, dtype: ScalarType.Float64);
-            double[] expected = [1, 1, 1, 0.9];
+            double[] expected = [1, 1, 1, 0.83];
             if (!r.Converged || r.Top.Select((p, k) => System.Math.Abs(p.Value - expected[k]) > 1e-3 * 1.0).Any(b => b))
                 wrong.Add($"seed {seed}: {string.Join(", ", r.Top.Select(p => p.Value))} converged {r.Converged}");
         }

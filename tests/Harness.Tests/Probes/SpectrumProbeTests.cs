@@ -174,11 +174,11 @@ public sealed class LanczosSmallestToleranceTests
     [TestMethod]
     public void SmallestPairJudgedAgainstTheOperatorScaleStopsEarlierAndMeetsThatTolerance()
     {
-        // Spectrum 10·(i/199)² with λ_min = 0 shifted to 1e-7: λ_min is tiny relative to λ1 = 10.
-        var d = Enumerable.Range(0, 200).Select(i => 10.0 * (i / 199.0) * (i / 199.0) + 1e-7).ToArray();
+        // Spectrum 10·(i/399)² with λ_min = 0 shifted to 1e-7: λ_min is tiny relative to λ1 = 10.
+        var d = Enumerable.Range(0, 400).Select(i => 10.0 * (i / 399.0) * (i / 399.0) + 1e-7).ToArray();
         var op = new Diagonal(d);
-        var strict = Harness.Abstractions.Numerics.Lanczos.Run(op, new(190, 1e-3, 1, true), seed: 1, dtype: ScalarType.Float64);
-        var scaled = Harness.Abstractions.Numerics.Lanczos.Run(op, new(190, 1e-3, 1, true) { SmallestRelativeToScale = true }, seed: 1, dtype: ScalarType.Float64);
+        var strict = Harness.Abstractions.Numerics.Lanczos.Run(op, new(390, 1e-3, 1, true), seed: 1, dtype: ScalarType.Float64);
+        var scaled = Harness.Abstractions.Numerics.Lanczos.Run(op, new(390, 1e-3, 1, true) { SmallestRelativeToScale = true }, seed: 1, dtype: ScalarType.Float64);
         Assert.IsTrue(scaled.Converged);
         Assert.IsFalse(strict.Converged);
         Assert.IsTrue(scaled.Iterations < strict.Iterations, $"scaled {scaled.Iterations} vs strict {strict.Iterations}");
