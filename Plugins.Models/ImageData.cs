@@ -12,7 +12,9 @@ public sealed record ImageSplits(Dataset Train, Dataset? Test, int Channels, int
 }
 
 /// <summary>The image datasets the classifiers share: Fashion-MNIST (IDX, Debian package) and user-supplied CIFAR-10/100
-/// binaries. Seeded class-balanced subsets chosen by data_seed; pixels scaled to [0, 1]; never downloaded.</summary>
+/// binaries. Seeded class-balanced subsets chosen by data_seed; pixels scaled to [0, 1], and for Fashion-MNIST then
+/// standardised with the training set's mean and standard deviation (<see cref="FashionMnist.PixelMean"/>,
+/// <see cref="FashionMnist.PixelStd"/>); CIFAR is not standardised; never downloaded.</summary>
 public static class ImageData
 {
     public const string FashionMnistName = "fashion_mnist";
