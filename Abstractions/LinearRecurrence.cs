@@ -16,8 +16,8 @@ public static class LinearRecurrence
     public const double MinStep = 1e-6;
     /// <summary>... and ends here: a recurrence still stable at x = 1e8 has no finite threshold (+∞).</summary>
     public const double MaxStep = 1e8;
-    /// <summary>ρ above 1 + this counts as divergent (rounding of the roots is far below it).</summary>
-    private const double Margin = 1e-12;
+    /// <summary>ρ above 1 + this counts as divergent (a few ulps: the roots of a simple eigenvalue are accurate to ~1e-16).</summary>
+    private const double Margin = 1e-14;
     /// <summary>Ratio of the coarse geometric grid (an unstable window narrower than 5% between two stable grid
     /// points would be missed; no linear method known to us has one).</summary>
     private const double GridRatio = 1.05;
