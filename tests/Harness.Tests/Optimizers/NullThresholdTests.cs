@@ -4,6 +4,7 @@ using Harness.Host;
 using Harness.Host.Matrix;
 using Harness.Host.Output;
 using Harness.Host.Telemetry;
+using Harness.Host.Training;
 using Harness.Tests.Integration;
 using Microsoft.Extensions.Logging.Abstractions;
 using Microsoft.Extensions.Options;
