@@ -30,14 +30,14 @@ public sealed record ConformanceReport(string Plugin, int GateVersion, IReadOnly
 /// recurrence): finite and positive before and after steps, falling when the learning rate doubles (it follows η_t),
 /// and for a recurrence the optimizer's own number agrees with the numerical one; with none declared: the first step
 /// is not linear in the gradient (else the update has a linear threshold and must declare it);</item>
-/// <item><c>threshold_boundary</c>: the declared threshold is the real one: on f = ½λθ² (1-D) a bisection over the
-/// learning rate finds the boundary between convergence and divergence within 2% of it, and runs at 0.98× and 1.02×
-/// converge and diverge (preconditioned methods: against λ/P, under the plugin's
-/// <see cref="IOptimizerPlugin.ThresholdCheckSettings"/>, e.g. a frozen P);</item>
 /// <item><c>preconditioner</c>: P is null or one finite positive tensor per parameter, with the parameter's shape;</item>
 /// <item><c>quadratic</c>: on a rotated convex quadratic (p = 17, two tensors), f falls to ≤ ½ f_0 within 500 steps,
 /// at the default learning rate or, failing that, at one of the gate's own (default × 10^k, k = 1, 2, 3, −1, −2);</item>
 /// <item><c>rosenbrock</c>: on 0.1·Rosenbrock from (−1.2, 1), f falls to ≤ ½ f_0 within 500 steps (same search);</item>
+/// <item><c>threshold_boundary</c>: the declared threshold is the real one: on f = ½λθ² (1-D) a bisection over the
+/// learning rate finds the boundary between convergence and divergence within 2% of it, and runs at 0.98× and 1.02×
+/// converge and diverge (preconditioned methods: against λ/P, under the plugin's
+/// <see cref="IOptimizerPlugin.ThresholdCheckSettings"/>, e.g. a frozen P);</item>
 /// <item><c>determinism</c>: two runs with the same seed (torch.manual_seed before each) are bit-identical;</item>
 /// <item><c>state_round_trip</c>: export mid-run, through JSON, import into a fresh instance on a copy of θ: the
 /// re-exported state equals the original and the next steps are bit-identical to the original run's.</item>
@@ -53,7 +53,7 @@ public static partial class ConformanceGate
     private const long Seed = 20240611;
 
     public static readonly IReadOnlyList<string> CheckNames =
-        ["schema", "create", "threshold", "threshold_boundary", "preconditioner", "quadratic", "rosenbrock", "determinism", "state_round_trip"];
+        ["schema", "create", "threshold", "preconditioner", "quadratic", "rosenbrock", "threshold_boundary", "determinism", "state_round_trip"];
 
     [GeneratedRegex("^[a-z][a-z0-9]*(_[a-z0-9]+)*$")]
     private static partial Regex SnakeCase();
@@ -100,10 +100,10 @@ public static partial class ConformanceGate
                 }))
                 return new ConformanceReport(name, Version, checks);
             Run("threshold", () => Threshold(plugin, hp!));
-            Run("threshold_boundary", () => ThresholdBoundaryCheck(plugin, hp!));
             Run("preconditioner", () => Preconditioner(plugin, hp!));
             Run("quadratic", () => Decrease(plugin, hp!, () => GateQuadratic.Create(Seed), "convex quadratic"));
             Run("rosenbrock", () => Decrease(plugin, hp!, () => new GateRosenbrock(), "0.1·Rosenbrock"));
+            Run("threshold_boundary", () => ThresholdBoundaryCheck(plugin, hp!));
             Run("determinism", () => Determinism(plugin, hp!));
             Run("state_round_trip", () => RoundTrip(plugin, hp!));
             return new ConformanceReport(name, Version, checks);
