@@ -17,6 +17,7 @@ namespace Harness.Plugins.Optimizers;
 public sealed class AdafactorPlugin : IOptimizerPlugin
 {
     public string Name => "adafactor";
+    public IReadOnlyDictionary<string, object> ThresholdCheckSettings => Specs.FrozenCheck;
     public string Description => "Adafactor: factored second moment, fixed η (no relative step, no clipping): θ ← θ − η g/P. Threshold 2/η ((2+2β1)/(η(1−β1)) with momentum).";
     public IReadOnlyList<HyperparameterSpec> Hyperparameters { get; } =
     [

@@ -9,6 +9,7 @@ namespace Harness.Plugins.Optimizers;
 public sealed class AdagradPlugin : IOptimizerPlugin
 {
     public string Name => "adagrad";
+    public IReadOnlyDictionary<string, object> ThresholdCheckSettings => Specs.FrozenCheck;
     public string Description => "Adagrad: θ ← θ − η g/(sqrt(Σ g²) + ε). Threshold 2/η.";
     public IReadOnlyList<HyperparameterSpec> Hyperparameters { get; } =
     [

@@ -71,6 +71,7 @@ public abstract class AdamFamily : AdaptiveOptimizer
 public sealed class AdamPlugin : IOptimizerPlugin
 {
     public string Name => "adam";
+    public IReadOnlyDictionary<string, object> ThresholdCheckSettings => Specs.FrozenCheck;
     public string Description => "Adam: EMA momentum preconditioned by P = c1(sqrt(ν/c2) + ε). Threshold (2+2β1)/(η(1−β1)) = 38/η at β1 = 0.9.";
     public IReadOnlyList<HyperparameterSpec> Hyperparameters { get; } = AdamFamily.Schema();
     public IOptimizer Create(IReadOnlyList<Tensor> parameters, HyperparameterValues hp) => new Adam(parameters, hp);
@@ -82,6 +83,7 @@ public sealed class Adam(IReadOnlyList<Tensor> parameters, HyperparameterValues 
 public sealed class AdamWPlugin : IOptimizerPlugin
 {
     public string Name => "adamw";
+    public IReadOnlyDictionary<string, object> ThresholdCheckSettings => Specs.FrozenCheck;
     public string Description => "AdamW: Adam with decoupled weight decay θ ← θ(1 − ηλ). Threshold (2+2β1)/(η(1−β1)).";
     public IReadOnlyList<HyperparameterSpec> Hyperparameters { get; } = AdamFamily.Schema(weightDecay: 0.01, decoupled: true);
     public IOptimizer Create(IReadOnlyList<Tensor> parameters, HyperparameterValues hp) => new AdamW(parameters, hp);
@@ -93,6 +95,7 @@ public sealed class AdamW(IReadOnlyList<Tensor> parameters, HyperparameterValues
 public sealed class AmsGradPlugin : IOptimizerPlugin
 {
     public string Name => "amsgrad";
+    public IReadOnlyDictionary<string, object> ThresholdCheckSettings => Specs.FrozenCheck;
     public string Description => "AMSGrad: Adam with P from ν_max = max over steps of ν (entrywise non-decreasing). Threshold (2+2β1)/(η(1−β1)).";
     public IReadOnlyList<HyperparameterSpec> Hyperparameters { get; } = AdamFamily.Schema();
     public IOptimizer Create(IReadOnlyList<Tensor> parameters, HyperparameterValues hp) => new AmsGrad(parameters, hp);
@@ -106,6 +109,7 @@ public sealed class AmsGrad(IReadOnlyList<Tensor> parameters, HyperparameterValu
 public sealed class PadamPlugin : IOptimizerPlugin
 {
     public string Name => "padam";
+    public IReadOnlyDictionary<string, object> ThresholdCheckSettings => Specs.FrozenCheck;
     public string Description => "Padam: Adam with P = c1((ν/c2)^p + ε), p = partial (0.25). Threshold (2+2β1)/(η(1−β1)).";
     public IReadOnlyList<HyperparameterSpec> Hyperparameters { get; } =
     [

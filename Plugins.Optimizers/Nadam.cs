@@ -16,6 +16,9 @@ namespace Harness.Plugins.Optimizers;
 public sealed class NadamPlugin : IOptimizerPlugin
 {
     public string Name => "nadam";
+    // The gate proves the threshold of the recurrence at fixed weights a = 1−β1, b = β1 (no schedule, no bias correction).
+    public IReadOnlyDictionary<string, object> ThresholdCheckSettings { get; } =
+        new Dictionary<string, object>(Specs.FrozenCheck) { ["momentum_schedule"] = false, ["bias_correction"] = false };
     public string Description => "Nadam (PyTorch NAdam): EMA Nesterov momentum preconditioned like Adam. Threshold (2+2β1)/(η(a(1+β1)+b(1−β1))) = (2+2β1)/(η(1−β1)(1+2β1)) at constant μ without bias correction.";
     public IReadOnlyList<HyperparameterSpec> Hyperparameters { get; } =
     [

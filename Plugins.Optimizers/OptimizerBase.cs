@@ -39,6 +39,8 @@ public abstract class OptimizerBase : IDirectionalOptimizer
     public abstract double MomentumCoefficient { get; }
     public virtual IReadOnlyList<Tensor>? Preconditioner => null;
     public virtual double StabilityThreshold => Abstractions.StabilityThreshold.For(Momentum, LearningRate, MomentumCoefficient);
+    public virtual ThresholdRule ThresholdRule => ThresholdRule.ClosedForm;
+    public virtual double[,]? UpdateMatrix(double etaLambda) => null;
 
     /// <summary>Names of every state buffer this optimizer may create.</summary>
     protected abstract IReadOnlyCollection<string> BufferNames { get; }

@@ -12,6 +12,7 @@ namespace Harness.Plugins.Optimizers;
 public sealed class RmsPropPlugin : IOptimizerPlugin
 {
     public string Name => "rmsprop";
+    public IReadOnlyDictionary<string, object> ThresholdCheckSettings => Specs.FrozenCheck;
     public string Description => "RMSProp: θ ← θ − η g/(sqrt(ν) + ε), optional PyTorch momentum and centering. Threshold 2/η ((2+2μ)/η with momentum).";
     public IReadOnlyList<HyperparameterSpec> Hyperparameters { get; } =
     [

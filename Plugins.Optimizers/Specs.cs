@@ -32,6 +32,12 @@ internal static class Specs
     public static HyperparameterSpec Decoupled(bool @default = false) =>
         HyperparameterSpec.Boolean("decoupled_weight_decay", @default, "true: θ ← θ(1 − ηλ) before the update (AdamW); false: L2, g ← g + λθ");
 
+    /// <summary>Settings under which the gate proves an adaptive method's threshold: P frozen after the first update (an
+    /// adaptive P follows the gradient and never lets a quadratic diverge) and no weight decay (the threshold is the
+    /// loss's).</summary>
+    public static readonly IReadOnlyDictionary<string, object> FrozenCheck =
+        new Dictionary<string, object> { ["freeze_at_step"] = 1L, ["weight_decay"] = 0.0 };
+
     public static HyperparameterSpec FreezeAtStep() =>
         HyperparameterSpec.Integer("freeze_at_step", 0, "freeze P after update k (\"frozen Adam\", Cohen et al.): later updates use P_k and stop updating the second moments; 0 = never", min: 0);
 }

@@ -107,7 +107,7 @@ public sealed class CoherenceProbe : IProbe
 
             var p = pFlat is null ? [1.0] : ProbeMath.ToArray(pFlat);
             Array.Sort(p);
-            double threshold = ctx.Optimizer.StabilityThreshold;
+            double threshold = StabilityThreshold.Of(ctx.Optimizer) ?? double.NaN;
             double c = threshold * ctx.Optimizer.LearningRate;      // threshold(η) = c/η for every momentum kind of docs/science.md §2
             double gamma = ps.Top[0], lambda1 = hs.Top[0];
             var m = new Dictionary<string, double>
@@ -129,6 +129,8 @@ public sealed class CoherenceProbe : IProbe
                 ["coherence_iterations"] = iterations,
                 ["coherence_converged"] = converged && ps.Converged && hs.Converged ? 1 : 0,
             };
+            if (double.IsNaN(threshold))   // no linear threshold (ThresholdRule.None): these columns stay null
+                foreach (var key in new[] { "coherence_edge_ratio", "coherence_lr_boundary", "coherence_paper_lr_boundary" }) m.Remove(key);
             return m;
         }
         finally { hessian?.Dispose(); }

@@ -41,9 +41,12 @@ public sealed class PreconditionedSharpnessProbe : IProbe
         ctx.Shared[ProbeBlackboard.PreconditionedSpectrum] = SpectrumMetrics.Estimate(ctx.Step, result);
         var metrics = new Dictionary<string, double>();
         SpectrumMetrics.Write(metrics, "precond_sharpness", result);
-        double ratio = result.Top[0].Value / ctx.Optimizer.StabilityThreshold;
-        metrics["precond_edge_ratio"] = ratio;
-        metrics["precond_edge_crossing"] = _crossing.Observe(ratio);
+        if (StabilityThreshold.Of(ctx.Optimizer) is { } threshold)   // null: the optimizer has no linear threshold
+        {
+            double ratio = result.Top[0].Value / threshold;
+            metrics["precond_edge_ratio"] = ratio;
+            metrics["precond_edge_crossing"] = _crossing.Observe(ratio);
+        }
         return metrics;
     }
 

@@ -40,9 +40,9 @@ public sealed class SharpnessProbe : IProbe
         ctx.Shared[ProbeBlackboard.HessianSpectrum] = SpectrumMetrics.Estimate(ctx.Step, result);
         var metrics = new Dictionary<string, double>();
         SpectrumMetrics.Write(metrics, "sharpness", result);
-        if (ctx.Optimizer.Preconditioner is null)
+        if (ctx.Optimizer.Preconditioner is null && StabilityThreshold.Of(ctx.Optimizer) is { } threshold)
         {
-            double ratio = result.Top[0].Value / ctx.Optimizer.StabilityThreshold;
+            double ratio = result.Top[0].Value / threshold;
             metrics["edge_ratio"] = ratio;
             metrics["edge_crossing"] = _crossing.Observe(ratio);
         }

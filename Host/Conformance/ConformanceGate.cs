@@ -26,11 +26,18 @@ public sealed record ConformanceReport(string Plugin, int GateVersion, IReadOnly
 /// <list type="number">
 /// <item><c>schema</c>: lower_snake_case unique names, a description, every default inside its own range;</item>
 /// <item><c>create</c>: the plugin creates an optimizer from its defaults;</item>
-/// <item><c>threshold</c>: momentum kind defined, coefficient in [0, 1), threshold finite and positive before and
-/// after steps, and falling when the learning rate doubles (it follows η_t);</item>
+/// <item><c>threshold</c>: momentum kind defined, coefficient in [0, 1); with a threshold (closed form or declared
+/// recurrence): finite and positive before and after steps, falling when the learning rate doubles (it follows η_t),
+/// and for a recurrence the optimizer's own number agrees with the numerical one; with none declared: the first step
+/// is not linear in the gradient (else the update has a linear threshold and must declare it);</item>
 /// <item><c>preconditioner</c>: P is null or one finite positive tensor per parameter, with the parameter's shape;</item>
-/// <item><c>quadratic</c>: on a rotated convex quadratic (p = 17, two tensors), f falls to ≤ ½ f_0 within 500 steps;</item>
-/// <item><c>rosenbrock</c>: on 0.1·Rosenbrock from (−1.2, 1), f falls to ≤ ½ f_0 within 500 steps;</item>
+/// <item><c>quadratic</c>: on a rotated convex quadratic (p = 17, two tensors), f falls to ≤ ½ f_0 within 500 steps,
+/// at the default learning rate or, failing that, at one of the gate's own (default × 10^k, k = 1, 2, 3, −1, −2);</item>
+/// <item><c>rosenbrock</c>: on 0.1·Rosenbrock from (−1.2, 1), f falls to ≤ ½ f_0 within 500 steps (same search);</item>
+/// <item><c>threshold_boundary</c>: the declared threshold is the real one: on f = ½λθ² (1-D) a bisection over the
+/// learning rate finds the boundary between convergence and divergence within 2% of it, and runs at 0.98× and 1.02×
+/// converge and diverge (preconditioned methods: against λ/P, under the plugin's
+/// <see cref="IOptimizerPlugin.ThresholdCheckSettings"/>, e.g. a frozen P);</item>
 /// <item><c>determinism</c>: two runs with the same seed (torch.manual_seed before each) are bit-identical;</item>
 /// <item><c>state_round_trip</c>: export mid-run, through JSON, import into a fresh instance on a copy of θ: the
 /// re-exported state equals the original and the next steps are bit-identical to the original run's.</item>
@@ -40,13 +47,13 @@ public sealed record ConformanceReport(string Plugin, int GateVersion, IReadOnly
 public static partial class ConformanceGate
 {
     /// <summary>Bumped whenever the checks change (invalidates cached verdicts).</summary>
-    public const int Version = 2;
+    public const int Version = 3;
     public const int DecreaseSteps = 500;
     public const double DecreaseFactor = 0.5;
     private const long Seed = 20240611;
 
     public static readonly IReadOnlyList<string> CheckNames =
-        ["schema", "create", "threshold", "preconditioner", "quadratic", "rosenbrock", "determinism", "state_round_trip"];
+        ["schema", "create", "threshold", "preconditioner", "quadratic", "rosenbrock", "threshold_boundary", "determinism", "state_round_trip"];
 
     [GeneratedRegex("^[a-z][a-z0-9]*(_[a-z0-9]+)*$")]
     private static partial Regex SnakeCase();
@@ -94,8 +101,9 @@ public static partial class ConformanceGate
                 return new ConformanceReport(name, Version, checks);
             Run("threshold", () => Threshold(plugin, hp!));
             Run("preconditioner", () => Preconditioner(plugin, hp!));
-            Run("quadratic", () => Decrease(plugin, hp!, GateQuadratic.Create(Seed), "convex quadratic"));
-            Run("rosenbrock", () => Decrease(plugin, hp!, new GateRosenbrock(), "0.1·Rosenbrock"));
+            Run("quadratic", () => Decrease(plugin, hp!, () => GateQuadratic.Create(Seed), "convex quadratic"));
+            Run("rosenbrock", () => Decrease(plugin, hp!, () => new GateRosenbrock(), "0.1·Rosenbrock"));
+            Run("threshold_boundary", () => ThresholdBoundaryCheck(plugin, hp!));
             Run("determinism", () => Determinism(plugin, hp!));
             Run("state_round_trip", () => RoundTrip(plugin, hp!));
             return new ConformanceReport(name, Version, checks);
@@ -141,25 +149,66 @@ public static partial class ConformanceGate
         using var q = GateQuadratic.Create(Seed);
         using var opt = plugin.Create(q.Parameters, hp);
         Require(Enum.IsDefined(opt.Momentum), $"momentum kind {(int)opt.Momentum} is not a defined MomentumKind");
+        Require(Enum.IsDefined(opt.ThresholdRule), $"threshold rule {(int)opt.ThresholdRule} is not a defined ThresholdRule");
         double beta = opt.MomentumCoefficient;
         Require(double.IsFinite(beta) && beta >= 0 && beta < 1, $"momentum coefficient {beta} is outside [0, 1)");
-        double lr = opt.LearningRate, t0 = opt.StabilityThreshold;
+        double lr = opt.LearningRate;
         Require(double.IsFinite(lr) && lr > 0, $"learning rate {lr} is not finite and positive");
-        Require(double.IsFinite(t0) && t0 > 0, $"threshold {t0} at step 0 is not finite and positive");
+        if (opt.ThresholdRule == ThresholdRule.None) return NoThreshold(plugin, hp, opt);
+        if (opt.ThresholdRule == ThresholdRule.ClosedForm)
+            Require(opt.Momentum != MomentumKind.Other || double.IsFinite(opt.StabilityThreshold),
+                "momentum kind Other with a closed-form rule needs a threshold of the optimizer's own");
+        double t0 = Resolved(opt, "at step 0");
         for (int s = 0; s < 5; s++) { q.Invalidate(); opt.Step(q); }
-        double t5 = opt.StabilityThreshold;
-        Require(double.IsFinite(t5) && t5 > 0, $"threshold {t5} after 5 steps is not finite and positive");
+        double t5 = Resolved(opt, "after 5 steps");
         lr = opt.LearningRate;
         opt.LearningRate = 2 * lr;
         string follows = "";
         if (opt.LearningRate == 2 * lr)
         {
-            double t2 = opt.StabilityThreshold;
-            Require(double.IsFinite(t2) && t2 > 0 && t2 < t5, $"threshold does not follow η: {t5:G6} at η = {lr:G6} and {t2:G6} at 2η (it must fall as η grows)");
+            double t2 = Resolved(opt, "at 2η");
+            Require(t2 < t5, $"threshold does not follow η: {t5:G6} at η = {lr:G6} and {t2:G6} at 2η (it must fall as η grows)");
             follows = $", {t2:G6} at 2η";
         }
         opt.LearningRate = lr;
-        return $"{opt.Momentum} β = {beta:G4}: threshold {t0:G6} at η = {lr:G4}, {t5:G6} after 5 steps{follows}";
+        string rule = opt.ThresholdRule == ThresholdRule.LinearRecurrence
+            ? $"linear recurrence ({opt.UpdateMatrix(1)!.GetLength(0)}×{opt.UpdateMatrix(1)!.GetLength(0)}, x* = η·λ* = {LinearRecurrence.CriticalStep(opt):G9})"
+            : "closed form";
+        return $"{opt.Momentum} β = {beta:G4}, {rule}: threshold {t0:G6} at η = {lr:G4}, {t5:G6} after 5 steps{follows}";
+    }
+
+    /// <summary>The host's threshold of the optimizer (finite and positive), checked against the optimizer's own number
+    /// when it declares a recurrence.</summary>
+    private static double Resolved(IOptimizer opt, string when)
+    {
+        double? t = StabilityThreshold.Of(opt);
+        Require(t is { } v && double.IsFinite(v) && v > 0,
+            $"threshold {(t?.ToString("G6", CultureInfo.InvariantCulture) ?? (opt.ThresholdRule == ThresholdRule.LinearRecurrence ? "(none: the declared recurrence is stable up to η·λ = 1e8)" : opt.StabilityThreshold.ToString("G6", CultureInfo.InvariantCulture)))} {when} is not finite and positive");
+        if (opt.ThresholdRule == ThresholdRule.LinearRecurrence && double.IsFinite(opt.StabilityThreshold))
+            Require(Math.Abs(opt.StabilityThreshold - t!.Value) <= 1e-9 * t.Value,
+                $"StabilityThreshold {opt.StabilityThreshold:G12} {when} differs from the threshold of the declared recurrence {t.Value:G12} (return LinearRecurrence.Threshold(this))");
+        return t!.Value;
+    }
+
+    /// <summary>A "no linear threshold" declaration is checked: on f = ½λθ² from θ = 1, the first step at λ = 1000
+    /// must not be 1000× the step at λ = 1 (a linear update would be, and then it has a threshold to declare).</summary>
+    private static string NoThreshold(IOptimizerPlugin plugin, HyperparameterValues hp, IOptimizer opt)
+    {
+        Require(StabilityThreshold.Of(opt) is null, "declares no threshold but StabilityThreshold.Of gave one");
+        double FirstStep(double lambda)
+        {
+            using var line = new GateLine(lambda, 1.0);
+            using var o = plugin.Create(line.Parameters, hp);
+            line.Invalidate();
+            o.Step(line);
+            return line.Theta - 1.0;
+        }
+        double small = FirstStep(1), large = FirstStep(1000);
+        Require(small != 0, "declares no threshold, and its first step on ½θ² does not move θ");
+        double scale = large / small;
+        Require(Math.Abs(scale / 1000 - 1) > 0.01,
+            $"declares no linear threshold (ThresholdRule.None), but its first step scales linearly with the gradient (λ × 1000 → step × {scale:G6}); declare its closed form or its recurrence");
+        return $"no linear threshold declared ({opt.Momentum} β = {opt.MomentumCoefficient:G4}); first step scales ×{scale:G4} when the gradient scales ×1000: not linear";
     }
 
     private static string Preconditioner(IOptimizerPlugin plugin, HyperparameterValues hp)
@@ -183,24 +232,42 @@ public static partial class ConformanceGate
         return $"{p.Count} tensor(s), entries in [{min:G4}, {max:G4}]";
     }
 
-    private static string Decrease(IOptimizerPlugin plugin, HyperparameterValues hp, GateObjective problem, string what)
+    private static readonly int[] SearchPowers = [0, 1, 2, 3, -1, -2];
+
+    /// <summary>f must fall to ≤ ½ f0 at the default learning rate, or at the first of the gate's own learning rates
+    /// (default × 10^k) that makes it fall: user-facing defaults (e.g. Lion's 1e-4) are not the gate's business.</summary>
+    private static string Decrease(IOptimizerPlugin plugin, HyperparameterValues hp, Func<GateObjective> make, string what)
     {
-        using var _ = problem;
-        using var opt = plugin.Create(problem.Parameters, hp);
-        torch.manual_seed(Seed);
-        double f0 = problem.Loss;
-        for (int s = 0; s < DecreaseSteps; s++)
+        string? firstFailure = null;
+        foreach (int k in SearchPowers)
         {
-            using var scope = NewDisposeScope();
+            using var problem = make();
+            using var opt = plugin.Create(problem.Parameters, hp);
+            double lr0 = opt.LearningRate, lr = lr0 * Math.Pow(10, k);
+            if (k != 0)
+            {
+                opt.LearningRate = lr;
+                if (opt.LearningRate != lr) break;   // the optimizer does not let the gate set η
+            }
+            torch.manual_seed(Seed);
+            double f0 = problem.Loss;
+            string? failure = null;
+            for (int s = 0; s < DecreaseSteps && failure is null; s++)
+            {
+                using var scope = NewDisposeScope();
+                problem.Invalidate();
+                double f = opt.Step(problem).Loss;
+                if (!double.IsFinite(f)) failure = $"loss became {f} at step {s}";
+            }
             problem.Invalidate();
-            double f = opt.Step(problem).Loss;
-            Require(double.IsFinite(f), $"{what}: loss became {f} at step {s}");
+            double fT = problem.Loss;
+            if (failure is null && !(double.IsFinite(fT) && fT <= DecreaseFactor * f0))
+                failure = $"f went from {f0:G6} to {fT:G6} in {DecreaseSteps} steps (needs ≤ {DecreaseFactor}·f0)";
+            if (failure is null)
+                return $"{what}: f {f0:G4} → {fT:G4} in {DecreaseSteps} steps at η = {lr:G4}{(k == 0 ? " (default)" : $" (default {lr0:G4} × 10^{k}: gate's learning-rate search)")}";
+            firstFailure ??= $"{what}: at the default η = {lr0:G6}: {failure}";
         }
-        problem.Invalidate();
-        double fT = problem.Loss;
-        Require(double.IsFinite(fT) && fT <= DecreaseFactor * f0,
-            $"{what}: f went from {f0:G6} to {fT:G6} in {DecreaseSteps} steps at the default hyperparameters (needs ≤ {DecreaseFactor}·f0)");
-        return $"{what}: f {f0:G4} → {fT:G4} in {DecreaseSteps} steps";
+        throw new CheckFailed(firstFailure + $"; no η = default × 10^k (k in {string.Join(", ", SearchPowers.Skip(1))}) did better");
     }
 
     /// <summary>Runs <paramref name="steps"/> steps and returns θ's bits after each and the losses' bits.</summary>

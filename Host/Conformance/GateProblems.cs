@@ -138,3 +138,27 @@ internal sealed class GateRosenbrock() : GateObjective([tensor(new[] { -1.2, 1.0
         return tensor(new[] { Scale * (2 - 400 * y + 1200 * x * x), Scale * -400 * x, Scale * -400 * x, Scale * 200 }, dtype: ScalarType.Float64).reshape(2, 2);
     }
 }
+
+/// <summary>f(θ) = ½λθ², one parameter of one element: one eigen-direction, for the threshold-boundary check.</summary>
+internal sealed class GateLine(double lambda, double theta0) : GateObjective([tensor(new[] { theta0 }, dtype: ScalarType.Float64)])
+{
+    public double Lambda { get; } = lambda;
+
+    protected override (double, Tensor) LossAndGradient(Tensor v)
+    {
+        double x = v.data<double>()[0];
+        return (0.5 * Lambda * x * x, tensor(new[] { Lambda * x }, dtype: ScalarType.Float64));
+    }
+
+    protected override Tensor HessianAt(Tensor v) => tensor(new[] { Lambda }, dtype: ScalarType.Float64).reshape(1, 1);
+
+    /// <summary>θ now.</summary>
+    public double Theta
+    {
+        get
+        {
+            using var _ = no_grad();
+            return Parameters[0].detach().to(ScalarType.Float64).data<double>()[0];
+        }
+    }
+}

@@ -1,3 +1,6 @@
+using System.Globalization;
+using System.Reflection;
+using Harness.Abstractions;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using System.Text.Json.Serialization;
@@ -46,6 +49,22 @@ public sealed class RunManifest
     /// <summary>Last non-null value of every trace column.</summary>
     public Dictionary<string, double> Final { get; set; } = new();
     public string TraceFile { get; init; } = "trace.parquet";
+    /// <summary>Version of the harness that wrote this manifest (its InformationalVersion without the commit).</summary>
+    public string HarnessVersion { get; init; } = Provenance.Version;
+    /// <summary>Git commit the harness was built from (embedded at build time), or "unknown".</summary>
+    public string HarnessCommit { get; init; } = Provenance.Commit;
+    /// <summary>How the optimizer's threshold is defined (closed_form, linear_recurrence, none); null before the
+    /// optimizer was created.</summary>
+    public ThresholdRule? ThresholdRule { get; set; }
+    /// <summary>What the rule says for this run, e.g. "EMA β = 0.9" or "2×2 recurrence, x* = η·λ* = 6.65934".</summary>
+    public string? ThresholdDetail { get; set; }
+
+    /// <summary>Records the optimizer's declared threshold rule.</summary>
+    public void RecordThresholdRule(IOptimizer optimizer)
+    {
+        ThresholdRule = optimizer.ThresholdRule;
+        ThresholdDetail = Provenance.DescribeThreshold(optimizer);
+    }
 
     public static readonly JsonSerializerOptions Json = new()
     {
@@ -72,4 +91,33 @@ public sealed class RunManifest
     }
 
     public bool IsFinished => Status is RunStatus.Completed or RunStatus.Diverged;
+}
+
+/// <summary>The harness build's version and commit (from AssemblyInformationalVersion, which the SDK sets to
+/// "version+commit" from the git repository at build time).</summary>
+public static class Provenance
+{
+    private static readonly string Informational =
+        typeof(Provenance).Assembly.GetCustomAttribute<AssemblyInformationalVersionAttribute>()?.InformationalVersion ?? "";
+
+    public static string Version => Informational.Split('+')[0] is { Length: > 0 } v ? v : "unknown";
+    public static string Commit => Informational.Split('+') is { Length: > 1 } parts && parts[1].Length > 0 ? parts[1] : "unknown";
+
+    public static string DescribeThreshold(IOptimizer optimizer)
+    {
+        try
+        {
+            return optimizer.ThresholdRule switch
+            {
+                Abstractions.ThresholdRule.None => "no linear threshold (sign-based or normalised update): threshold and edge ratios are null",
+                Abstractions.ThresholdRule.LinearRecurrence =>
+                    $"{optimizer.UpdateMatrix(1)?.GetLength(0)}×{optimizer.UpdateMatrix(1)?.GetLength(0)} linear recurrence, computed numerically: x* = η·λ* = {LinearRecurrence.CriticalStep(optimizer).ToString("G9", CultureInfo.InvariantCulture)}",
+                _ => $"closed form reported by the optimizer (momentum {optimizer.Momentum}, β = {optimizer.MomentumCoefficient.ToString("G6", CultureInfo.InvariantCulture)})",
+            };
+        }
+        catch (Exception e) when (e is InvalidOperationException or ArgumentException)
+        {
+            return $"invalid declaration: {e.Message}";
+        }
+    }
 }

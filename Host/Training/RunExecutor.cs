@@ -85,6 +85,7 @@ public sealed class RunExecutor(PluginCatalog plugins, HarnessMetrics metrics, I
             using var optimizer = WithTuner(cell, optPlugin.Plugin.Create(model.Parameters.Select(p => p.Tensor).ToList(),
                 new HyperparameterValues(optPlugin.Plugin.Hyperparameters, cell.OptimizerHyperparameters)), out var tunerColumns);
             if (cell.PreconditionerFrom is { } source) ImportPreconditioner(optimizer, model, source, runDir);
+            manifest.RecordThresholdRule(optimizer);
             var probes = cell.Probes.Select(p =>
             {
                 var plugin = plugins.Probes[p.Name].Plugin;
@@ -279,7 +280,8 @@ public sealed class RunExecutor(PluginCatalog plugins, HarnessMetrics metrics, I
             var stepWatch = Stopwatch.StartNew();
             var eval = stepObjective.Evaluate();
             double gradNorm = ParameterVectors.Norm(eval.Gradient);
-            double lr = optimizer.LearningRate, threshold = optimizer.StabilityThreshold;
+            double lr = optimizer.LearningRate;
+            double? threshold = StabilityThreshold.Of(optimizer);   // null: no linear threshold (ThresholdRule.None)
             if (!last)
             {
                 var before = model.Parameters.Select(p => p.Tensor.detach().clone()).ToList();
@@ -311,11 +313,11 @@ public sealed class RunExecutor(PluginCatalog plugins, HarnessMetrics metrics, I
             for (int c = 0; c < columns.Count; c++)
                 if (row[c] is { } v && double.IsFinite(v)) manifest.Final[columns[c]] = v;
 
-            gauges.Loss = eval.Loss; gauges.GradNorm = gradNorm; gauges.LearningRate = lr; gauges.Threshold = threshold;
+            gauges.Loss = eval.Loss; gauges.GradNorm = gradNorm; gauges.LearningRate = lr; gauges.Threshold = threshold ?? double.NaN;
             gauges.Progress = (double)t / steps;
             if (!last) metrics.RecordStep(gauges, stepSeconds);
             progress.RunStep(cell, t, eval.Loss, probeValues);
-            progress.RunStepReport(cell, new StepReport(t, steps, eval.Loss, gradNorm, lr, threshold, last ? null : stepSeconds, probeValues, probeSeconds));
+            progress.RunStepReport(cell, new StepReport(t, steps, eval.Loss, gradNorm, lr, threshold ?? double.NaN, last ? null : stepSeconds, probeValues, probeSeconds));
 
             initialLoss ??= eval.Loss;
             if (!double.IsFinite(eval.Loss) || !double.IsFinite(gradNorm))
@@ -365,10 +367,10 @@ public sealed class RunExecutor(PluginCatalog plugins, HarnessMetrics metrics, I
 
     /// <summary>A tuned step's η_t and threshold (known only after the tuner chose), its internals and η_t·λ1.</summary>
     private static void RecordTuner(TunedOptimizer tuned, long t, Dictionary<string, object> shared, double?[] row,
-        Dictionary<string, int> index, RunGauges gauges, ref double lr, ref double threshold)
+        Dictionary<string, int> index, RunGauges gauges, ref double lr, ref double? threshold)
     {
         lr = tuned.LearningRate;
-        threshold = tuned.StabilityThreshold;
+        threshold = StabilityThreshold.Of(tuned);
         foreach (var (name, value) in tuned.Tuner.Internals)
             if (index.TryGetValue("tuner_" + name, out int col))
             {

@@ -62,6 +62,8 @@ public sealed class TunedOptimizer : IOptimizer
     public MomentumKind Momentum => _base.Momentum;
     public double MomentumCoefficient => _base.MomentumCoefficient;
     public double StabilityThreshold => _base.StabilityThreshold;
+    public ThresholdRule ThresholdRule => _base.ThresholdRule;
+    public double[,]? UpdateMatrix(double etaLambda) => _base.UpdateMatrix(etaLambda);
     public OptimizerState ExportState() => _base.ExportState();
     public void ImportState(OptimizerState state) => _base.ImportState(state);
 

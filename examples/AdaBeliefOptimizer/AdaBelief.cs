@@ -12,7 +12,8 @@ namespace Examples.AdaBelief;
 /// "belief" (g − m)² instead of g²:
 ///   m ← β1 m + (1−β1) g;  s ← β2 s + (1−β2)(g − m)² + ε;  θ ← θ − η m̂ / (sqrt(ŝ) + ε).
 /// As a preconditioned EMA heavy ball θ ← θ − η P^-1 m with P = (1−β1^t)(sqrt(s/(1−β2^t)) + ε): stability threshold
-/// (2+2β1)/(η(1−β1)) on λ1(P^-1/2 H P^-1/2), like Adam.
+/// (2+2β1)/(η(1−β1)) on λ1(P^-1/2 H P^-1/2), like Adam. With freeze_at_step = k &gt; 0, s stops changing after update k
+/// (P is then static: the conformance gate proves the threshold with k = 1, see ThresholdCheckSettings).
 /// The factory: a public class with a parameterless constructor, found by the host in the plugin folder.
 /// </summary>
 public sealed class AdaBeliefPlugin : IOptimizerPlugin
@@ -28,14 +29,21 @@ public sealed class AdaBeliefPlugin : IOptimizerPlugin
         HyperparameterSpec.Real("beta2", 0.999, "belief decay β2", min: 0, max: 1, maxExclusive: true),
         HyperparameterSpec.Real("eps", 1e-16, "ε added to the belief and to its root", min: 0),
         HyperparameterSpec.Real("weight_decay", 0, "decoupled weight decay λ: θ ← θ(1 − ηλ)", min: 0),
+        HyperparameterSpec.Integer("freeze_at_step", 0, "stop updating the belief s after update k (a static P); 0 = never", min: 0),
     ];
 
+    // An adaptive P follows the gradient, so a quadratic never diverges and the threshold could not be checked: the
+    // gate proves it with P frozen after the first update (and no weight decay: the threshold is the loss's).
+    public IReadOnlyDictionary<string, object> ThresholdCheckSettings { get; } =
+        new Dictionary<string, object> { ["freeze_at_step"] = 1L, ["weight_decay"] = 0.0 };
+
     public IOptimizer Create(IReadOnlyList<Tensor> parameters, HyperparameterValues hp) =>
-        new AdaBelief(parameters, hp.Real("lr"), hp.Real("beta1"), hp.Real("beta2"), hp.Real("eps"), hp.Real("weight_decay"));
+        new AdaBelief(parameters, hp.Real("lr"), hp.Real("beta1"), hp.Real("beta2"), hp.Real("eps"), hp.Real("weight_decay"), hp.Integer("freeze_at_step"));
 }
 
 /// <summary>The running optimizer. It owns two state tensors per parameter, kept out of every dispose scope.</summary>
-public sealed class AdaBelief(IReadOnlyList<Tensor> parameters, double lr, double beta1, double beta2, double eps, double weightDecay) : IOptimizer
+public sealed class AdaBelief(IReadOnlyList<Tensor> parameters, double lr, double beta1, double beta2, double eps, double weightDecay,
+    long freezeAtStep = 0) : IOptimizer
 {
     private readonly Tensor[] _m = parameters.Select(p => zeros_like(p).DetachFromDisposeScope()).ToArray();
     private readonly Tensor[] _s = parameters.Select(p => zeros_like(p).DetachFromDisposeScope()).ToArray();
@@ -54,22 +62,41 @@ public sealed class AdaBelief(IReadOnlyList<Tensor> parameters, double lr, doubl
         using (NewDisposeScope())   // frees the temporaries of this step
         using (no_grad())           // in-place updates of leaf tensors that require grad
         {
+            // Scalars made explicitly (an implicit double → Scalar conversion can be finalized mid-call).
+            using var decay = (1 - LearningRate * weightDecay).ToScalar();
+            using var b1 = beta1.ToScalar();
+            using var oneMinusB1 = (1 - beta1).ToScalar();
+            using var b2 = beta2.ToScalar();
+            using var oneMinusB2 = (1 - beta2).ToScalar();
+            using var e = eps.ToScalar();
+            using var step = (-LearningRate).ToScalar();
+            bool frozen = freezeAtStep > 0 && t > freezeAtStep;
             for (int i = 0; i < parameters.Count; i++)
             {
                 var g = eval.Gradient[i];
-                if (weightDecay != 0) parameters[i].mul_(1 - LearningRate * weightDecay);
-                _m[i].mul_(beta1).add_(g, alpha: 1 - beta1);
-                var belief = g - _m[i];
-                _s[i].mul_(beta2).addcmul_(belief, belief, value: 1 - beta2).add_(eps);
-                parameters[i].addcdiv_(_m[i], PreconditionerOf(i, t), value: -LearningRate);
+                if (weightDecay != 0) parameters[i].mul_(decay);
+                _m[i].mul_(b1).add_(g, alpha: oneMinusB1);
+                if (!frozen)
+                {
+                    var belief = g - _m[i];
+                    _s[i].mul_(b2).addcmul_(belief, belief, value: oneMinusB2).add_(e);
+                }
+                parameters[i].addcdiv_(_m[i], PreconditionerOf(i, t), value: step);
             }
         }
         objective.Invalidate();   // the parameters changed
         return new StepResult(eval.Loss);
     }
 
-    private Tensor PreconditionerOf(int i, long t) =>
-        (_s[i] / (1 - Math.Pow(beta2, t))).sqrt_().add_(eps).mul_(1 - Math.Pow(beta1, t));
+    /// <summary>P at update t: the belief's bias correction stops with the belief at freeze_at_step.</summary>
+    private Tensor PreconditionerOf(int i, long t)
+    {
+        long ts = freezeAtStep > 0 ? Math.Min(t, freezeAtStep) : t;
+        using var c2 = (1 - Math.Pow(beta2, ts)).ToScalar();
+        using var e = eps.ToScalar();
+        using var c1 = (1 - Math.Pow(beta1, t)).ToScalar();
+        return (_s[i] / c2).sqrt_().add_(e).mul_(c1);
+    }
 
     /// <summary>P of the most recent update, per parameter tensor (new tensors in the caller's dispose scope).</summary>
     public IReadOnlyList<Tensor>? Preconditioner

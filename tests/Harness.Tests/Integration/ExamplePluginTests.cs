@@ -1,18 +1,16 @@
 namespace Harness.Tests.Integration;
 
-/// <summary>The README's minimal third-party plugin (examples/MinimalOptimizer), built against Abstractions only,
-/// dropped into a plugin folder beside the built-ins and used by a matrix through the real executable.</summary>
+/// <summary>The minimal third-party plugin (examples/MinimalOptimizer), built outside the repository against the
+/// Harness.Abstractions package from the local feed, dropped into a plugin folder beside the built-ins and used by a
+/// matrix through the real executable.</summary>
 [TestClass]
 public sealed class ExamplePluginTests
 {
     private static string BuiltExample()
     {
-        var bin = Path.Combine(Paths.RepoRoot, "examples", "MinimalOptimizer", "bin");
-        var dll = Directory.Exists(bin)
-            ? Directory.GetFiles(bin, "MinimalOptimizer.dll", SearchOption.AllDirectories).OrderByDescending(File.GetLastWriteTimeUtc).FirstOrDefault()
-            : null;
-        if (dll is null) Assert.Fail($"examples/MinimalOptimizer is not built under {bin}; build tests/Harness.Tests (it builds the example)");
-        return Path.GetDirectoryName(dll)!;
+        var folder = Optimizers.OutsiderBuild.Build(Path.Combine(Paths.RepoRoot, "examples", "MinimalOptimizer"), "minimal-outside");
+        Optimizers.OutsiderBuild.AssertOnlyOwnFiles(folder, "MinimalOptimizer");
+        return folder;
     }
 
     [TestMethod]

@@ -18,6 +18,7 @@ public sealed class GateTests
         [
             "adafactor", "adagrad", "adam", "adamw", "amsgrad", "ema_heavy_ball", "ema_nesterov", "gd", "heavy_ball", "nadam", "nesterov",
             "padam", "precond_ema_heavy_ball", "precond_ema_nesterov", "precond_gd", "precond_heavy_ball", "precond_nesterov", "rmsprop",
+            "qhm", "lion", "signum",
         ];
         CollectionAssert.IsSubsetOf(expected, catalog.Optimizers.Keys.ToList(), "missing: " + string.Join(", ", expected.Except(catalog.Optimizers.Keys)));
         Assert.IsEmpty(catalog.Errors.Where(e => e.File.Contains("Optimizers")).ToList(),
@@ -40,6 +41,8 @@ public sealed class GateTests
             ["broken_ascent"] = "quadratic",
             ["broken_state"] = "state_round_trip",
             ["broken_random"] = "determinism",
+            ["broken_threshold"] = "threshold_boundary",
+            ["broken_no_threshold"] = "threshold",
         };
         CollectionAssert.AreEquivalent(expected.Keys.ToList(), catalog.Optimizers.Keys.ToList());
         foreach (var (name, check) in expected)
@@ -51,6 +54,40 @@ public sealed class GateTests
             foreach (var c in report.Checks.TakeWhile(c => c.Name != check))
                 Assert.IsTrue(c.Passed, $"{name}: {c.Name} failed too: {c.Detail}");
         }
+    }
+
+    [TestMethod]
+    public void AFalseThresholdFailsWithTheMeasuredBoundary()
+    {
+        // broken_threshold is GD (truly stable up to λ = 2/η) declaring 3/η: the boundary is at 2/3 of it.
+        var catalog = PluginCatalog.LoadAssembly(HostFixture.BrokenPluginDll);
+        var (passed, detail, m) = ConformanceGate.MeasureBoundary(catalog.Optimizers["broken_threshold"].Plugin);
+        Assert.IsFalse(passed, detail);
+        Assert.IsNotNull(m.BoundaryRatio, detail);
+        Assert.AreEqual(2.0 / 3.0, m.BoundaryRatio!.Value, 0.01, detail);
+        StringAssert.Contains(detail, $"divergence starts at {m.BoundaryRatio.Value:F4}× it", detail);
+        StringAssert.Contains(detail, "the declared threshold is false");
+        var none = ConformanceGate.Verify(catalog.Optimizers["broken_no_threshold"].Plugin);
+        StringAssert.Contains(none.FirstFailure!.Detail, "scales linearly with the gradient");
+    }
+
+    [TestMethod]
+    public void EveryDeclaredBuiltInThresholdIsTheMeasuredBoundaryWithinTwoPercent()
+    {
+        // The gate's own numbers (also in `harness verify` output): each built-in with a threshold diverges within 2% of
+        // it on ½λθ²; the sign-based ones declare none; Lion passes at its user-facing default lr = 1e-4.
+        var catalog = HostFixture.Catalog;
+        foreach (var name in catalog.Optimizers.Keys.Where(n => catalog.Optimizers[n].Origin.File.Contains("Harness.Plugins.Optimizers")))
+        {
+            var report = catalog.Conformance[name];
+            var boundary = report.Checks.Single(c => c.Name == "threshold_boundary");
+            Assert.IsTrue(boundary.Passed, $"{name}: {boundary.Detail}");
+            if (name is "lion" or "signum") { StringAssert.Contains(boundary.Detail, "no linear threshold declared"); continue; }
+            var ratio = System.Text.RegularExpressions.Regex.Match(boundary.Detail, @"measured boundary ([0-9.]+)×");
+            Assert.IsTrue(ratio.Success, $"{name}: {boundary.Detail}");
+            Assert.AreEqual(1.0, double.Parse(ratio.Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture), ConformanceGate.BoundaryTolerance, $"{name}: {boundary.Detail}");
+        }
+        Assert.AreEqual(1e-4, (double)catalog.Optimizers["lion"].Plugin.Hyperparameters.Single(h => h.Name == "lr").Default);
     }
 
     [TestMethod]
@@ -68,7 +105,7 @@ public sealed class GateTests
         StringAssert.Contains(strict.Errors.Single(e => e.File.Contains("broken_state")).Reason, "state_round_trip");
 
         var lenient = PluginCatalog.Load(folder, null, new ConformancePolicy(Enabled: true, AllowFailing: true, CacheDirectory: cache));
-        CollectionAssert.AreEquivalent(new[] { "broken_ascent", "broken_random", "broken_state" }, lenient.Optimizers.Keys.ToList());
+        CollectionAssert.AreEquivalent(new[] { "broken_ascent", "broken_random", "broken_state", "broken_threshold", "broken_no_threshold" }, lenient.Optimizers.Keys.ToList());
 
         // The verdict comes from the cache (keyed by the file's SHA-256): a forged "passed" verdict is believed.
         var files = Directory.GetFiles(cache, "*.broken_ascent.v*.json");
@@ -98,11 +135,12 @@ public sealed class GateTests
         StringAssert.Contains(text, "broken_ascent (BrokenOptimizers.dll): FAILED — quadratic:");
         StringAssert.Contains(text, "broken_state (BrokenOptimizers.dll): FAILED — state_round_trip:");
         StringAssert.Contains(text, "broken_random (BrokenOptimizers.dll): FAILED — determinism:");
+        StringAssert.Contains(text, "broken_threshold (BrokenOptimizers.dll): FAILED — threshold_boundary: the declared threshold is false");
 
         var json = new StringWriter();
         Assert.AreEqual(1, VerifyCommand.Run(HostFixture.BrokenPluginDll, asJson: true, json, error));
         using var doc = JsonDocument.Parse(json.ToString());
-        Assert.AreEqual(3, doc.RootElement.GetArrayLength());
+        Assert.AreEqual(5, doc.RootElement.GetArrayLength());
 
         Assert.AreEqual(2, VerifyCommand.Run(Path.Combine(Paths.NewTempDirectory("none"), "missing.dll"), false, output, error));
         Assert.IsTrue(HarnessCli.Build().Subcommands.Any(c => c.Name == "verify"), "verify is registered on the command line");

@@ -360,3 +360,76 @@ public sealed class RefAdafactor(Dictionary<string, object> hp, long[][] shapes)
         return result;
     }
 }
+
+/// <summary>QHM (Ma &amp; Yarats 2019): m ← βm + (1−β)g; θ ← θ − η((1−ν)g + νm). Its threshold, derived by hand from the
+/// recurrence z² − (1 + β − x(1−νβ))z + β(1 − x(1−ν)) = 0 (Jury: p(−1) &gt; 0 and |β(1 − x(1−ν))| &lt; 1; p(1) = x(1−β) &gt; 0
+/// always): x* = min((2+2β)/(1 + β − 2νβ), (1 + 1/β)/(1−ν)), threshold x*/η.</summary>
+public sealed class RefQhm(Dictionary<string, object> hp, long[][] shapes) : RefOptimizer(hp, shapes)
+{
+    private double[][]? _m;
+    private double Beta => R("momentum", 0.999);
+    private double Nu => R("nu", 0.7);
+
+    public override double Threshold
+    {
+        get
+        {
+            double b = Beta, nu = Nu;
+            double flip = (2 + 2 * b) / (1 + b - 2 * nu * b);
+            double modulus = nu < 1 && b > 0 ? (1 + 1 / b) / (1 - nu) : double.PositiveInfinity;
+            return Math.Min(flip, modulus) / Lr;
+        }
+    }
+
+    protected override void Update(double[][] theta, double[][] g, long t)
+    {
+        _m ??= Zeros(theta);
+        for (int k = 0; k < theta.Length; k++)
+            for (int i = 0; i < theta[k].Length; i++)
+            {
+                _m[k][i] = Beta * _m[k][i] + (1 - Beta) * g[k][i];
+                theta[k][i] -= Lr * ((1 - Nu) * g[k][i] + Nu * _m[k][i]);
+            }
+    }
+}
+
+/// <summary>Lion (Chen et al. 2023): c = β1m + (1−β1)g; θ ← θ − η sign(c); m ← β2m + (1−β2)g (decoupled weight decay by
+/// default). No linear threshold: <see cref="Threshold"/> is NaN (the optimizer must report none).</summary>
+public sealed class RefLion(Dictionary<string, object> hp, long[][] shapes) : RefOptimizer(hp, shapes)
+{
+    private double[][]? _m;
+    public override double Threshold => double.NaN;
+    protected override bool DefaultDecoupled => true;
+
+    protected override void Update(double[][] theta, double[][] g, long t)
+    {
+        _m ??= Zeros(theta);
+        double b1 = R("beta1", 0.9), b2 = R("beta2", 0.99);
+        for (int k = 0; k < theta.Length; k++)
+            for (int i = 0; i < theta[k].Length; i++)
+            {
+                double c = b1 * _m[k][i] + (1 - b1) * g[k][i];
+                theta[k][i] -= Lr * Math.Sign(c);
+                _m[k][i] = b2 * _m[k][i] + (1 - b2) * g[k][i];
+            }
+    }
+}
+
+/// <summary>Signum (Bernstein et al. 2018): m ← βm + (1−β)g; θ ← θ − η sign(m). No linear threshold.</summary>
+public sealed class RefSignum(Dictionary<string, object> hp, long[][] shapes) : RefOptimizer(hp, shapes)
+{
+    private double[][]? _m;
+    public override double Threshold => double.NaN;
+
+    protected override void Update(double[][] theta, double[][] g, long t)
+    {
+        _m ??= Zeros(theta);
+        double b = R("momentum", 0.9);
+        for (int k = 0; k < theta.Length; k++)
+            for (int i = 0; i < theta[k].Length; i++)
+            {
+                _m[k][i] = b * _m[k][i] + (1 - b) * g[k][i];
+                theta[k][i] -= Lr * Math.Sign(_m[k][i]);
+            }
+    }
+}

@@ -89,3 +89,52 @@ public sealed class NoisyPlugin : IOptimizerPlugin
         }
     }
 }
+
+/// <summary>GD (θ ← θ − η g, truly stable up to λ = 2/η) that declares the threshold 3/η: schema, threshold sanity,
+/// decrease, determinism and state all pass; the gate must reject it at "threshold_boundary", naming the measured
+/// boundary (≈ 0.667× the declared threshold).</summary>
+public sealed class FalseThresholdPlugin : IOptimizerPlugin
+{
+    public string Name => "broken_threshold";
+    public string Description => "Deliberately broken: gradient descent that declares the threshold 3/η instead of 2/η.";
+    public IReadOnlyList<HyperparameterSpec> Hyperparameters { get; } = [HyperparameterSpec.Real("lr", 0.01, "learning rate", min: 0, minExclusive: true)];
+    public IOptimizer Create(IReadOnlyList<Tensor> parameters, HyperparameterValues hp) => new Gd(parameters, hp.Real("lr"));
+
+    private sealed class Gd(IReadOnlyList<Tensor> p, double lr) : IOptimizer
+    {
+        public double LearningRate { get; set; } = lr;
+        public IReadOnlyList<Tensor>? Preconditioner => null;
+        public MomentumKind Momentum => MomentumKind.None;
+        public double MomentumCoefficient => 0;
+        public double StabilityThreshold => 3 / LearningRate;
+
+        public StepResult Step(IObjective objective)
+        {
+            var eval = objective.Evaluate();
+            using (no_grad())
+                for (int i = 0; i < p.Count; i++) p[i].add_(eval.Gradient[i], alpha: -LearningRate);
+            objective.Invalidate();
+            return new StepResult(eval.Loss);
+        }
+
+        public OptimizerState ExportState() => new() { Scalars = { ["lr"] = LearningRate } };
+        public void ImportState(OptimizerState state) => LearningRate = state.Scalars.GetValueOrDefault("lr", LearningRate);
+        public void Dispose() { }
+    }
+}
+
+/// <summary>Gradient descent (linear, threshold 2/η) that declares it has no linear threshold: the gate must reject the
+/// declaration at "threshold".</summary>
+public sealed class FalseNoThresholdPlugin : IOptimizerPlugin
+{
+    public string Name => "broken_no_threshold";
+    public string Description => "Deliberately broken: a linear method (GD) that declares ThresholdRule.None.";
+    public IReadOnlyList<HyperparameterSpec> Hyperparameters { get; } = [HyperparameterSpec.Real("lr", 0.01, "learning rate", min: 0, minExclusive: true)];
+    public IOptimizer Create(IReadOnlyList<Tensor> parameters, HyperparameterValues hp) => new Hidden(parameters, hp.Real("lr"));
+
+    private sealed class Hidden(IReadOnlyList<Tensor> p, double lr) : BrokenBase(p, lr), IOptimizer
+    {
+        public ThresholdRule ThresholdRule => ThresholdRule.None;
+        protected override void Update(int i, Tensor grad) => Params[i].add_(grad, alpha: -LearningRate);
+    }
+}
