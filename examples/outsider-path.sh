@@ -169,4 +169,4 @@ rule="$(echo "$detail" | jq -r '.manifest_content.threshold_rule // empty')"
 echo "   trace: $trace ($(du -b "$trace" | cut -f1) bytes, Parquet); manifest: threshold_rule $rule, $(echo "$detail" | jq -r '.manifest_content.threshold_detail'), harness $(echo "$detail" | jq -r '.manifest_content.harness_version') @ $(echo "$detail" | jq -r '.manifest_content.harness_commit')"
 
 printf '== done: plugin folder %s bytes; dotnet new -> finished matrix %.1f s (of which dotnet new + build %.1f s; the rest builds and verifies the two examples too, starts serve and runs the matrix) (work dir %s)\n' \
-  "$plugin_bytes" "$(echo "$finished - $start" | bc)" "$(echo "$built - $start" | bc)" "$work"
+  "$plugin_bytes" "$(awk "BEGIN { print $finished - $start }")" "$(awk "BEGIN { print $built - $start }")" "$work"
