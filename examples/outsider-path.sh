@@ -80,6 +80,7 @@ resolved="$(grep -o '"Harness.Abstractions/[^"]*"' "$work/MyOptimizer/obj/projec
 mine="$work/MyOptimizer/bin/plugin/MyOptimizer"
 check_folder "$mine" MyOptimizer
 plugin_bytes="$(du -sb "$mine" | cut -f1)"
+built="$(date +%s.%N)"
 
 step "build the examples the same way (copies outside the clone)"
 for ex in MinimalOptimizer AdaBeliefOptimizer; do
@@ -167,5 +168,5 @@ rule="$(echo "$detail" | jq -r '.manifest_content.threshold_rule // empty')"
 [ "$rule" = linear_recurrence ] || fail "the manifest of $run records threshold rule '$rule', expected linear_recurrence"
 echo "   trace: $trace ($(du -b "$trace" | cut -f1) bytes, Parquet); manifest: threshold_rule $rule, $(echo "$detail" | jq -r '.manifest_content.threshold_detail'), harness $(echo "$detail" | jq -r '.manifest_content.harness_version') @ $(echo "$detail" | jq -r '.manifest_content.harness_commit')"
 
-printf '== done: plugin folder %s bytes; dotnet new -> finished matrix %.1f s (work dir %s)\n' \
-  "$plugin_bytes" "$(echo "$finished - $start" | bc)" "$work"
+printf '== done: plugin folder %s bytes; dotnet new -> finished matrix %.1f s (of which dotnet new + build %.1f s; the rest builds and verifies the two examples too, starts serve and runs the matrix) (work dir %s)\n' \
+  "$plugin_bytes" "$(awk "BEGIN { print $finished - $start }")" "$(awk "BEGIN { print $built - $start }")" "$work"

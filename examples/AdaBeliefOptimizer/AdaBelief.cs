@@ -13,7 +13,7 @@ namespace Examples.AdaBelief;
 ///   m ← β1 m + (1−β1) g;  s ← β2 s + (1−β2)(g − m)² + ε;  θ ← θ − η m̂ / (sqrt(ŝ) + ε).
 /// As a preconditioned EMA heavy ball θ ← θ − η P^-1 m with P = (1−β1^t)(sqrt(s/(1−β2^t)) + ε): stability threshold
 /// (2+2β1)/(η(1−β1)) on λ1(P^-1/2 H P^-1/2), like Adam. With freeze_at_step = k &gt; 0, s stops changing after update k
-/// (P is then static: the conformance gate proves the threshold with k = 1, see ThresholdCheckSettings).
+/// (P_t = P_k is then static: the conformance gate proves the threshold with k = 1, see ThresholdCheckSettings).
 /// The factory: a public class with a parameterless constructor, found by the host in the plugin folder.
 /// </summary>
 public sealed class AdaBeliefPlugin : IOptimizerPlugin
@@ -88,13 +88,14 @@ public sealed class AdaBelief(IReadOnlyList<Tensor> parameters, double lr, doubl
         return new StepResult(eval.Loss);
     }
 
-    /// <summary>P at update t: the belief's bias correction stops with the belief at freeze_at_step.</summary>
+    /// <summary>P at update t. Frozen after update k = freeze_at_step: P_t = P_k, bias corrections included (a P whose
+    /// (1 − β1^t) factor still moved would not be static, and the gate would measure a moving boundary).</summary>
     private Tensor PreconditionerOf(int i, long t)
     {
         long ts = freezeAtStep > 0 ? Math.Min(t, freezeAtStep) : t;
         using var c2 = (1 - Math.Pow(beta2, ts)).ToScalar();
         using var e = eps.ToScalar();
-        using var c1 = (1 - Math.Pow(beta1, t)).ToScalar();
+        using var c1 = (1 - Math.Pow(beta1, ts)).ToScalar();
         return (_s[i] / c2).sqrt_().add_(e).mul_(c1);
     }
 

@@ -46,7 +46,8 @@ public sealed class MatrixTests
             var hp = (JsonObject)run.Configuration["optimizer"]!["hyperparameters"]!;
             var schema = HostFixture.Catalog.Optimizers[run.Optimizer].Plugin.Hyperparameters;
             CollectionAssert.AreEquivalent(schema.Select(s => s.Name).ToList(), hp.Select(kv => kv.Key).ToList(), $"{run.Optimizer}: the manifest must record every option");
-            Assert.IsTrue(run.Final.ContainsKey("threshold"), run.Label);
+            // A threshold for every optimizer that has a linear one; none (null, not invented) for the sign-based ones.
+            Assert.AreEqual(run.ThresholdRule != ThresholdRule.None, run.Final.ContainsKey("threshold"), $"{run.Label}: threshold rule {run.ThresholdRule}");
         }
         var custom = outcome.Runs.Single(r => r.Optimizer == "adam" && (bool)r.Configuration["optimizer"]!["hyperparameters"]!["eps_inside_sqrt"]!);
         Assert.IsFalse((bool)custom.Configuration["optimizer"]!["hyperparameters"]!["bias_correction"]!);

@@ -34,7 +34,10 @@ public sealed class WrappingTests
             var l2 = tuned.Step(o2);
             Assert.AreEqual(l1.Loss, l2.Loss, 1e-12 * System.Math.Abs(l1.Loss), $"{optimizer} step {t}");
             Assert.AreEqual(plain.LearningRate, tuned.LearningRate, $"{optimizer} step {t}: η_t");
-            Assert.AreEqual(plain.StabilityThreshold, tuned.StabilityThreshold, 1e-12 * plain.StabilityThreshold, $"{optimizer} step {t}: threshold");
+            double? th = StabilityThreshold.Of(plain);   // null for the sign-based optimizers, through the wrapper too
+            Assert.AreEqual(th.HasValue, StabilityThreshold.Of(tuned).HasValue, $"{optimizer} step {t}: threshold rule");
+            if (th is { } v) Assert.AreEqual(v, StabilityThreshold.Of(tuned)!.Value, 1e-12 * v, $"{optimizer} step {t}: threshold");
+            Assert.AreEqual(plain.ThresholdRule, tuned.ThresholdRule, $"{optimizer}: the tuner forwards the threshold rule");
             var a = ArrayObjective.Read(p1);
             var b = ArrayObjective.Read(p2);
             for (int i = 0; i < a.Length; i++) worst = System.Math.Max(worst, OptimizerTestKit.RelativeError(b[i], a[i]));
