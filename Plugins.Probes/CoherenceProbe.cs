@@ -21,7 +21,7 @@ public sealed class CoherenceProbePlugin : IProbePlugin
     public string Description => "γ = λ1(P^-1/2 H P^-1/2) with λ_min, edge ratio and lr boundary; the paper's pairing and λ1(H)/p-percentile bounds beside it.";
     public IReadOnlyList<HyperparameterSpec> Hyperparameters { get; } =
     [
-        HyperparameterSpec.Integer("max_iterations", 30, "Lanczos iterations at most per operator", min: 1, max: 1000),
+        HyperparameterSpec.Integer("max_iterations", 60, "Lanczos iterations at most per operator, the check chains included", min: 1, max: 1000),
         HyperparameterSpec.Real("tolerance", 1e-3, "relative residual tolerance of the wanted pairs", min: 0, minExclusive: true),
         HyperparameterSpec.Integer("top_k", 5, "eigenvalues of H paired with P's largest entries in the paper's form", min: 1, max: 50),
         HyperparameterSpec.Boolean("warm_start", true, "start each operator's Lanczos from its previous top vector"),

@@ -11,8 +11,8 @@ internal sealed class LanczosProbe(LanczosOptions options, bool warmStart, long 
 {
     public static IReadOnlyList<HyperparameterSpec> Schema(int defaultTopK = 1, bool defaultSmallest = false) =>
     [
-        HyperparameterSpec.Integer("max_iterations", 20, "Lanczos iterations at most (each is one Hessian-vector product)", min: 1, max: 1000),
-        HyperparameterSpec.Real("tolerance", 1e-3, "stop when every wanted pair's residual ‖Av − λv‖ is below tolerance·|λ| (λ_min: tolerance·max(|λ_min|, |λ1|))", min: 0, minExclusive: true),
+        HyperparameterSpec.Integer("max_iterations", 40, "Lanczos iterations at most, the check chain included (each is one Hessian-vector product)", min: 1, max: 1000),
+        HyperparameterSpec.Real("tolerance", 1e-3, "a pair converges when its residual ‖Av − λv‖ is below tolerance·|λ| (λ_min: tolerance·max(|λ_min|, |λ1|)); see the stopping rule in docs/probes.md", min: 0, minExclusive: true),
         HyperparameterSpec.Boolean("warm_start", true, "start from the previous measurement's top vector"),
         HyperparameterSpec.Integer("seed", 0, "seed of the random start vector", min: 0),
         HyperparameterSpec.Integer("top_k", defaultTopK, "how many of the largest algebraic eigenvalues to report", min: 1, max: 50),
