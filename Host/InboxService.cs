@@ -15,7 +15,8 @@ namespace Harness.Host;
 /// handled when a previous process ended (it may have crashed it) and goes to failed/ instead of being tried again.
 /// Only regular files are taken (no symlinks, FIFOs, devices), up to the request body limit, read without blocking.
 /// </summary>
-public sealed class InboxService(Service.MatrixService queue, IOptions<HarnessOptions> options, ILogger<InboxService> logger) : BackgroundService
+public sealed class InboxService(Service.MatrixService queue, IOptions<HarnessOptions> options, ILogger<InboxService> logger,
+    IHostApplicationLifetime lifetime) : BackgroundService
 {
     private static readonly string[] Extensions = [".yaml", ".yml", ".json"];
     public static readonly TimeSpan PollInterval = TimeSpan.FromSeconds(1);
@@ -23,6 +24,7 @@ public sealed class InboxService(Service.MatrixService queue, IOptions<HarnessOp
 
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
+        if (!await Service.MatrixService.WhenStarted(lifetime, stoppingToken)) return;
         string inbox = Path.GetFullPath(options.Value.InboxDirectory);
         foreach (var sub in new[] { "", "running", "done", "failed" }) Directory.CreateDirectory(Path.Combine(inbox, sub));
         logger.LogInformation("watching {Inbox} for matrix files", inbox);

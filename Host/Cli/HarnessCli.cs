@@ -283,6 +283,19 @@ public static class HarnessCli
         };
     }
 
+    /// <summary>Why <paramref name="bind"/> cannot be listened on (in use, not an address of this machine, no
+    /// permission), or null when a socket can bind it now.</summary>
+    private static string? PortTaken(Service.BindAddress bind)
+    {
+        try
+        {
+            using var probe = new System.Net.Sockets.Socket(bind.Address.AddressFamily, System.Net.Sockets.SocketType.Stream, System.Net.Sockets.ProtocolType.Tcp);
+            probe.Bind(new System.Net.IPEndPoint(bind.Address, bind.Port));
+            return null;
+        }
+        catch (System.Net.Sockets.SocketException e) { return e.SocketErrorCode == System.Net.Sockets.SocketError.AddressAlreadyInUse ? "address already in use" : e.Message; }
+    }
+
     private static string OneLine(string s) => string.Join(" ", s.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries));
 
     public static string BoundAddress(WebApplication app) =>
@@ -300,6 +313,8 @@ public static class HarnessCli
             Console.Error.WriteLine($"error: {bind} is not a loopback address; a service reachable from other machines needs an API token (--api-token or HARNESS_API_TOKEN)");
             return 2;
         }
+        // A port in use is reported before anything starts (the queue would otherwise resume matrices first).
+        if (bind.Port != 0 && PortTaken(bind) is { } taken) { Console.Error.WriteLine($"error: cannot listen at {bind}: {taken}"); return 2; }
         await using var app = BuildWebHost(o, serve: true);
         _ = app.Services.GetRequiredService<PluginCatalog>();
         try { await app.StartAsync(ct); }

@@ -108,7 +108,7 @@ public sealed partial class MatrixParser(PluginCatalog plugins)
             var largest = _sweeps.OrderByDescending(x => x.Count).FirstOrDefault();
             string where = largest.Node is null ? "" : $"; the largest list is {largest.Path} with {largest.Count} values";
             throw new MatrixValidationException([new MatrixError(largest.Node is null ? Loc(root) : Loc(largest.Node), largest.Node is null ? "(matrix)" : largest.Path,
-                $"the matrix expands to {runs.ToString("G6", CultureInfo.InvariantCulture)} runs, more than the limit of {_policy.MaxRuns} (Harness:MaxRunsPerMatrix){where}")]);
+                $"the matrix expands to {(runs < 1e15 ? runs.ToString("0", CultureInfo.InvariantCulture) : runs.ToString("G3", CultureInfo.InvariantCulture))} runs, more than the limit of {_policy.MaxRuns} (Harness:MaxRunsPerMatrix){where}")]);
         }
         return spec;
     }

@@ -189,6 +189,8 @@ public sealed class MatrixService(PluginRegistry plugins, WorkerPool pool, Harne
         // stops first and may wait for in-flight requests, which must not delay the workers' --grace.
         using var either = CancellationTokenSource.CreateLinkedTokenSource(hostStopping, lifetime.ApplicationStopping);
         var stopping = either.Token;
+        // Nothing is resumed before the host listens: a service that cannot start must not launch workers.
+        if (!await WhenStarted(lifetime, stopping)) return;
         Directory.CreateDirectory(ResultsRoot);
         Resume();
         Running = true;
@@ -219,6 +221,16 @@ public sealed class MatrixService(PluginRegistry plugins, WorkerPool pool, Harne
             Running = false;
         }
         // Matrices still queued stay "queued" in their state file: the next start runs them.
+    }
+
+    /// <summary>Waits until the host has started (its web server listens); false when it stops first.</summary>
+    public static async Task<bool> WhenStarted(IHostApplicationLifetime lifetime, CancellationToken stopping)
+    {
+        var started = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        using var a = lifetime.ApplicationStarted.Register(() => started.TrySetResult());
+        using var b = stopping.Register(() => started.TrySetCanceled());
+        try { await started.Task; return true; }
+        catch (OperationCanceledException) { return false; }
     }
 
     private void Resume()

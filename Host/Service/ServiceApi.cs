@@ -149,7 +149,7 @@ public static partial class ServiceApi
             if (read.Bytes is null)
                 return read.Problem is null
                     ? Results.Problem(statusCode: 400, title: "path not allowed", detail: "the path must name an existing regular file under the service's working directory (symlinks are followed and must stay inside it)")
-                    : TooLarge(limit);
+                    : Results.Problem(statusCode: 400, title: "matrix file too large", detail: $"the file {read.Problem} (Harness:MaxRequestBodyBytes)");
             text = Encoding.UTF8.GetString(read.Bytes);
             source = path!;
         }
