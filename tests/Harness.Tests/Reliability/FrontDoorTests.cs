@@ -86,7 +86,8 @@ public sealed class FrontDoorTests
         using var svc = new ServiceProcess("front-mapped", withAbortingPlugin: false);
         int mapped = ServiceProcess.FreePort();
         var p = svc.StartWithUrl($"http://[::ffff:127.0.0.1]:{mapped}");
-        svc.Until(() => new HttpClient().GetAsync($"http://127.0.0.1:{mapped}/readyz").Result.StatusCode == HttpStatusCode.OK,
+        using var http = new HttpClient();
+        svc.Until(() => http.GetAsync($"http://127.0.0.1:{mapped}/readyz").GetAwaiter().GetResult().StatusCode == HttpStatusCode.OK,
             TimeSpan.FromSeconds(90), "the mapped address serves on 127.0.0.1");
         StringAssert.Contains(svc.Log, $"API at http://127.0.0.1:{mapped}/api");
         Assert.IsFalse(p.HasExited);
