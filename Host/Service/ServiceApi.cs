@@ -27,14 +27,6 @@ public static partial class ServiceApi
     /// <summary>Paths that never need the API token (scrapers and orchestrators' probes).</summary>
     public static readonly string[] Open = ["/metrics", "/healthz", "/readyz"];
 
-    /// <summary>True when the URL's host is a loopback address (127.0.0.0/8, ::1, localhost).</summary>
-    public static bool IsLoopback(string url)
-    {
-        if (!Uri.TryCreate(url.Replace("://*", "://0.0.0.0").Replace("://+", "://0.0.0.0"), UriKind.Absolute, out var u)) return false;
-        if (u.Host == "localhost") return true;
-        return IPAddress.TryParse(u.Host.Trim('[', ']'), out var ip) && IPAddress.IsLoopback(ip);
-    }
-
     public static void Map(WebApplication app, HarnessOptions o)
     {
         // Every error is problem details with a reason: unhandled exceptions (500) and bodiless errors (404 of an

@@ -163,13 +163,14 @@ public sealed class WorkerPool(IOptions<HarnessOptions> options, ILogger<WorkerP
         return manifest;
     }
 
-    /// <summary>"Type: message" of the last "Unhandled exception." report in a worker's stderr, or null.</summary>
+    /// <summary>"Type: message" of the last unhandled-exception report in a worker's stderr, or null.</summary>
     public static string? UnhandledException(string stderr)
     {
-        const string marker = "Unhandled exception. ";
-        int at = stderr.LastIndexOf(marker, StringComparison.Ordinal);
+        // The runtime writes "Unhandled exception. ", System.CommandLine's handler "Unhandled exception: ".
+        const int markerLength = 21;
+        int at = Math.Max(stderr.LastIndexOf("Unhandled exception. ", StringComparison.Ordinal), stderr.LastIndexOf("Unhandled exception: ", StringComparison.Ordinal));
         if (at < 0) return null;
-        var lines = stderr[(at + marker.Length)..].Split('\n').Select(l => l.TrimEnd('\r'))
+        var lines = stderr[(at + markerLength)..].Split('\n').Select(l => l.TrimEnd('\r'))
             .TakeWhile(l => !l.TrimStart().StartsWith("at ", StringComparison.Ordinal) && !l.StartsWith("   ---", StringComparison.Ordinal));
         return string.Join(" ", lines.Select(l => l.Trim()).Where(l => l.Length > 0));
     }
