@@ -83,7 +83,7 @@ public sealed class HarnessOptionsValidator : IValidateOptions<HarnessOptions>
         if (o.MaxRequestBodyBytes < 1024) errors.Add("Harness:MaxRequestBodyBytes must be >= 1024");
         if (o.PluginPollSeconds <= 0) errors.Add("Harness:PluginPollSeconds must be > 0");
         if (o.MaxRunsPerMatrix < 1) errors.Add("Harness:MaxRunsPerMatrix must be >= 1");
-        if (o.MaxMatrixNesting < 4) errors.Add("Harness:MaxMatrixNesting must be >= 4");
+        if (o.MaxMatrixNesting is < 4 or > Matrix.InputPolicy.NestingCeiling) errors.Add($"Harness:MaxMatrixNesting must be in [4, {Matrix.InputPolicy.NestingCeiling}]");
         if (o.MaxStateFileBytes < 1024) errors.Add("Harness:MaxStateFileBytes must be >= 1024");
         return errors.Count == 0 ? ValidateOptionsResult.Success : ValidateOptionsResult.Fail(errors);
     }

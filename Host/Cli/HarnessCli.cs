@@ -44,7 +44,7 @@ public static class HarnessCli
         var root = new RootCommand("Optimizer benchmarking harness: training matrices, curvature probes, live metrics, Parquet traces.");
 
         var matrixArg = new Argument<string>("matrix") { Description = "matrix file (YAML or JSON)" };
-        var run = new Command("run", "Run a matrix file to completion (finished runs are skipped) and exit.") { matrixArg, Plugins, Results, MetricsUrl, Threads, NoProgress, ShardOption, InProcess };
+        var run = new Command("run", "Run a matrix file to completion (finished runs are skipped) and exit.") { matrixArg, Plugins, Results, MetricsUrl, Threads, NoProgress, ShardOption, InProcess, MaxRuns };
         run.SetAction((p, ct) => RunMatrix(p, p.GetValue(matrixArg)!, ct));
         root.Subcommands.Add(run);
 
@@ -59,7 +59,7 @@ public static class HarnessCli
         root.Subcommands.Add(serve);
 
         var validateArg = new Argument<string>("matrix") { Description = "matrix file to check" };
-        var validate = new Command("validate", "Check a matrix file against the loaded plugins and list its runs, without training.") { validateArg, Plugins, Results };
+        var validate = new Command("validate", "Check a matrix file against the loaded plugins and list its runs, without training.") { validateArg, Plugins, Results, MaxRuns };
         validate.SetAction(p => Validate(p, p.GetValue(validateArg)!));
         root.Subcommands.Add(validate);
 
@@ -332,7 +332,9 @@ public static class HarnessCli
 
     private static int Validate(ParseResult p, string matrixPath)
     {
-        var o = Options(p);
+        HarnessOptions o;
+        try { o = Options(p); }
+        catch (OptionsValidationException e) { Console.Error.WriteLine("error: " + e.Message); return 2; }
         using var lf = Logging();
         var catalog = PluginCatalog.Load(o.PluginDirectory, lf.CreateLogger("plugins"));
         try

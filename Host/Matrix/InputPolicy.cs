@@ -5,12 +5,13 @@ using Microsoft.Win32.SafeHandles;
 namespace Harness.Host.Matrix;
 
 /// <summary>
-/// What a matrix may ask for, and how much of it. <see cref="Trusted"/> is for <c>run</c>, <c>validate</c> and the
-/// workers (the local user's own files: any readable path, errors name it); <see cref="Confined"/> is for matrices
-/// submitted to the service (API and inbox): every path is resolved with its symlinks and must lie under one of
-/// <see cref="FileRoots"/> (files) or <see cref="DataRoots"/> (data_dir), and a refused path gets one message that
-/// does not tell whether it exists. Both read only regular files, without blocking, up to a size limit, and bound the
-/// nesting depth and the number of runs before anything is expanded.
+/// What a matrix may ask for, and how much of it. <see cref="Confined"/> is for matrices submitted to the service
+/// (API and inbox): every path is resolved with its symlinks and must lie under one of <see cref="FileRoots"/>
+/// (files) or <see cref="DataRoots"/> (data_dir), and a refused path gets one message that does not tell whether
+/// it exists. <c>run</c> and <c>validate</c> use the configured limits without confinement (the local user's own
+/// files; errors name them), see <see cref="HarnessOptions.TrustedPolicy"/>; <see cref="Trusted"/> (no limits but
+/// nesting) is for workers re-reading a matrix their supervisor validated. All read only regular files, without
+/// blocking, and bound the nesting depth before the YAML is built.
 /// </summary>
 public sealed record InputPolicy
 {
@@ -33,7 +34,16 @@ public sealed record InputPolicy
 
     public bool IsConfined => FileRoots is not null;
 
-    public static InputPolicy Trusted { get; } = new();
+    /// <summary>Deepest nesting any policy may allow: YamlDotNet builds nodes recursively, and this stays far
+    /// from a thread's stack limit.</summary>
+    public const int NestingCeiling = 512;
+
+    /// <summary>No limits but the nesting ceiling and the file rules: for a file already validated by whoever
+    /// configured the limits (a worker re-reading its supervisor's matrix copy) and for library callers.</summary>
+    public static InputPolicy Trusted { get; } = new()
+    {
+        MaxNesting = NestingCeiling, MaxRuns = long.MaxValue, MaxMatrixBytes = long.MaxValue, MaxStateFileBytes = long.MaxValue,
+    };
 
     public static InputPolicy Confined(string workingDirectory, string resultsRoot, IEnumerable<string> dataRoots) => new()
     {

@@ -98,7 +98,7 @@ public sealed partial class MatrixParser(PluginCatalog plugins)
         var probes = Probes(root);
         string? dataDir = DataDirectory(root);
 
-        if (_errors.Count > 0) throw new MatrixValidationException(_errors.ToList());
+        if (_errors.Count > 0) throw new MatrixValidationException(Capped(_errors));
         var spec = new MatrixSpec(name, file, output, device, dtype, models, optimizers, initSeeds, dataSeeds, training,
             probeSetSize, probeSetSeed, probes, dataDir);
         // Counted from the grids, before anything is expanded: a few kilobytes of values can describe millions of runs.
@@ -112,6 +112,13 @@ public sealed partial class MatrixParser(PluginCatalog plugins)
         }
         return spec;
     }
+
+    /// <summary>Most errors reported for one matrix: a list of a million bad values is one problem, not a
+    /// response of a million lines.</summary>
+    public const int MaxErrors = 100;
+
+    private static List<MatrixError> Capped(List<MatrixError> errors) => errors.Count <= MaxErrors ? errors.ToList()
+        : [.. errors.Take(MaxErrors), new MatrixError(errors[MaxErrors].Location, "(matrix)", $"{errors.Count - MaxErrors} more error(s) not listed")];
 
     /// <summary>Runs <paramref name="load"/> on a YAML parser of <paramref name="text"/>, turning YamlDotNet's
     /// exceptions into located syntax errors.</summary>

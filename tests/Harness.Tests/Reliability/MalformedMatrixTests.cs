@@ -100,6 +100,9 @@ public sealed class MalformedMatrixTests
             File.CreateSymbolicLink(Path.Combine(dir, "escape.yaml"), "/etc/passwd");
             File.WriteAllText(Path.Combine(dir, "huge.yaml"), "# " + new string('x', 2 << 20) + "\nname: huge\n");
         }
+        // A file left in inbox/running/ by a process that died while handling it (this one crashed it before).
+        Directory.CreateDirectory(Path.Combine(Inbox, "running"));
+        File.WriteAllText(Path.Combine(Inbox, "running", "poison.yaml"), new string('[', 120_000));
         // The inbox takes every case at once (in name order); each test waits for its own verdict.
         foreach (var c in Corpus) File.WriteAllText(Path.Combine(Inbox, c.Name + ".yaml"), Body(c));
         _svc.Start("--workers", "1");
@@ -158,6 +161,31 @@ public sealed class MalformedMatrixTests
         string error = Path.Combine(Inbox, "failed", c.Name + ".yaml.error.txt");
         _svc.Until(() => File.Exists(error), TimeSpan.FromSeconds(120), $"inbox verdict on {c.Name}");
         StringAssert.Contains(File.ReadAllText(error), c.InboxError);
+        AssertServiceUp();
+    }
+
+    /// <summary>Before, a file in inbox/running/ was queued again on every start, and one that crashed the service
+    /// crashed it again, forever. Now it goes to failed/ with the reason.</summary>
+    [TestMethod]
+    public void InboxDoesNotRetryAFileThatWasBeingHandledWhenTheServiceEnded()
+    {
+        string error = Path.Combine(Inbox, "failed", "poison.yaml.error.txt");
+        _svc.Until(() => File.Exists(error), TimeSpan.FromSeconds(60), "poison.yaml in failed/");
+        StringAssert.Contains(File.ReadAllText(error), "the previous service process ended while it was reading or submitting this file");
+        Assert.IsFalse(File.Exists(Path.Combine(Inbox, "running", "poison.yaml")));
+        AssertServiceUp();
+    }
+
+    /// <summary>Ten thousand bad values are one answer of bounded size: the first 100 errors and a count.</summary>
+    [TestMethod]
+    public void ErrorsAreCapped()
+    {
+        var body = "name: many\n" + Head + "optimizers: [ { name: gd, hyperparameters: { lr: [" + string.Join(", ", Enumerable.Repeat("[1]", 10_000)) + "] } } ]\ntraining: { steps: 5 }\n";
+        var r = _svc.Send(HttpMethod.Post, "/api/matrices", body);
+        var errors = JsonNode.Parse(r.Content.ReadAsStringAsync().Result)!["errors"]!.AsArray().Select(e => (string)e!).ToList();
+        Assert.HasCount(101, errors);
+        StringAssert.StartsWith(errors[0], "request:3:51: optimizers[0].hyperparameters.lr[0]: expected a single value");
+        StringAssert.EndsWith(errors[100], "(matrix): 9900 more error(s) not listed");
         AssertServiceUp();
     }
 
