@@ -37,6 +37,33 @@ public sealed class HarnessOptions
     public long MaxRequestBodyBytes { get; set; } = 1 << 20;
     /// <summary>How often the service polls the plugin folder for new or changed files, in seconds.</summary>
     public double PluginPollSeconds { get; set; } = 1;
+
+    // ---- untrusted input (matrices submitted to the service; limits apply to run and validate too) ----
+
+    /// <summary>Folders a submitted matrix's <c>data_dir</c> may name (besides the working directory). Default:
+    /// <see cref="DefaultDataRoot"/>.</summary>
+    public string[]? DataRoots { get; set; }
+    public const string DefaultDataRoot = "/usr/share/datasets";
+    public IReadOnlyList<string> EffectiveDataRoots => DataRoots is { Length: > 0 } d ? d : [DefaultDataRoot];
+    /// <summary>Most runs one matrix may expand to (counted before expanding).</summary>
+    public long MaxRunsPerMatrix { get; set; } = 10_000;
+    /// <summary>Deepest nesting of lists and mappings in a matrix.</summary>
+    public int MaxMatrixNesting { get; set; } = 64;
+    /// <summary>Largest optimizer state file (preconditioner_from.file) read, in bytes (default 256 MiB).</summary>
+    public long MaxStateFileBytes { get; set; } = 256L << 20;
+
+    /// <summary>The limits for <c>run</c> and <c>validate</c> (any path the user can read).</summary>
+    public Matrix.InputPolicy TrustedPolicy() => new()
+    {
+        MaxRuns = MaxRunsPerMatrix, MaxNesting = MaxMatrixNesting, MaxStateFileBytes = MaxStateFileBytes,
+        MaxMatrixBytes = Math.Max(MaxRequestBodyBytes, 1 << 20),
+    };
+
+    /// <summary>The policy of the service: paths confined to the working directory, the results root and the data roots.</summary>
+    public Matrix.InputPolicy ServicePolicy() => Matrix.InputPolicy.Confined(Directory.GetCurrentDirectory(), ResultsDirectory, EffectiveDataRoots) with
+    {
+        MaxRuns = MaxRunsPerMatrix, MaxNesting = MaxMatrixNesting, MaxStateFileBytes = MaxStateFileBytes, MaxMatrixBytes = MaxRequestBodyBytes,
+    };
 }
 
 public sealed class HarnessOptionsValidator : IValidateOptions<HarnessOptions>
@@ -46,8 +73,8 @@ public sealed class HarnessOptionsValidator : IValidateOptions<HarnessOptions>
         var errors = new List<string>();
         if (string.IsNullOrWhiteSpace(o.PluginDirectory)) errors.Add("Harness:PluginDirectory must be set");
         if (string.IsNullOrWhiteSpace(o.ResultsDirectory)) errors.Add("Harness:ResultsDirectory must be set");
-        if (o.MetricsUrl != "none" && !(Uri.TryCreate(o.MetricsUrl, UriKind.Absolute, out var u) && u.Scheme is "http" or "https"))
-            errors.Add($"Harness:MetricsUrl '{o.MetricsUrl}' is not an http(s) URL or 'none'");
+        if (o.MetricsUrl != "none" && !Service.BindAddress.TryParse(o.MetricsUrl, out _, out var why))
+            errors.Add($"--metrics-url (Harness:MetricsUrl) '{o.MetricsUrl}': {why}");
         if (o.Threads < 0) errors.Add($"Harness:Threads must be >= 0, got {o.Threads}");
         if (o.Workers < 1) errors.Add($"Harness:Workers must be >= 1, got {o.Workers}");
         if (o.RunTimeLimitSeconds < 0) errors.Add("Harness:RunTimeLimitSeconds must be >= 0");
@@ -55,6 +82,9 @@ public sealed class HarnessOptionsValidator : IValidateOptions<HarnessOptions>
         if (o.ShutdownGraceSeconds < 0) errors.Add("Harness:ShutdownGraceSeconds must be >= 0");
         if (o.MaxRequestBodyBytes < 1024) errors.Add("Harness:MaxRequestBodyBytes must be >= 1024");
         if (o.PluginPollSeconds <= 0) errors.Add("Harness:PluginPollSeconds must be > 0");
+        if (o.MaxRunsPerMatrix < 1) errors.Add("Harness:MaxRunsPerMatrix must be >= 1");
+        if (o.MaxMatrixNesting is < 4 or > Matrix.InputPolicy.NestingCeiling) errors.Add($"Harness:MaxMatrixNesting must be in [4, {Matrix.InputPolicy.NestingCeiling}]");
+        if (o.MaxStateFileBytes < 1024) errors.Add("Harness:MaxStateFileBytes must be >= 1024");
         return errors.Count == 0 ? ValidateOptionsResult.Success : ValidateOptionsResult.Fail(errors);
     }
 }

@@ -35,6 +35,8 @@ public static class HarnessCli
     private static readonly Option<double?> Grace = new("--grace") { Description = "seconds workers get to flush on SIGTERM/Ctrl-C before they are killed (default 20)" };
     private static readonly Option<bool> InProcess = new("--in-process") { Description = "execute runs in this process instead of worker processes (debugging; a native crash then ends the whole command)" };
     private static readonly Option<long?> MaxBody = new("--max-request-body") { Description = "largest accepted request body in bytes (default 1048576)" };
+    private static readonly Option<string[]> DataRoots = new("--data-root") { Description = $"folder a submitted matrix's data_dir may name, besides the working directory (repeatable; default {HarnessOptions.DefaultDataRoot})", AllowMultipleArgumentsPerToken = false };
+    private static readonly Option<long?> MaxRuns = new("--max-runs") { Description = "most runs one matrix may expand to (default 10000)" };
     private static readonly Option<string?> ShardOption = new("--shard") { Description = "run only shard i of N (i/N, 0-based); default: from Slurm array or Kubernetes indexed-Job variables, else all" };
 
     public static RootCommand Build()
@@ -42,7 +44,7 @@ public static class HarnessCli
         var root = new RootCommand("Optimizer benchmarking harness: training matrices, curvature probes, live metrics, Parquet traces.");
 
         var matrixArg = new Argument<string>("matrix") { Description = "matrix file (YAML or JSON)" };
-        var run = new Command("run", "Run a matrix file to completion (finished runs are skipped) and exit.") { matrixArg, Plugins, Results, MetricsUrl, Threads, NoProgress, ShardOption, InProcess };
+        var run = new Command("run", "Run a matrix file to completion (finished runs are skipped) and exit.") { matrixArg, Plugins, Results, MetricsUrl, Threads, NoProgress, ShardOption, InProcess, MaxRuns };
         run.SetAction((p, ct) => RunMatrix(p, p.GetValue(matrixArg)!, ct));
         root.Subcommands.Add(run);
 
@@ -52,12 +54,12 @@ public static class HarnessCli
 
         var inbox = new Option<string?>("--inbox") { Description = "folder watched for matrix files (default: ./inbox)" };
         var serve = new Command("serve", "Run as a service: HTTP API, /metrics, hot plugin folder; matrices from the API or the inbox run in worker processes.")
-            { Plugins, Results, MetricsUrl, Threads, inbox, WorkersOption, ApiToken, RunTimeLimit, RunMemoryLimit, Grace, MaxBody };
+            { Plugins, Results, MetricsUrl, Threads, inbox, WorkersOption, ApiToken, RunTimeLimit, RunMemoryLimit, Grace, MaxBody, DataRoots, MaxRuns };
         serve.SetAction((p, ct) => Serve(p, p.GetValue(inbox), ct));
         root.Subcommands.Add(serve);
 
         var validateArg = new Argument<string>("matrix") { Description = "matrix file to check" };
-        var validate = new Command("validate", "Check a matrix file against the loaded plugins and list its runs, without training.") { validateArg, Plugins, Results };
+        var validate = new Command("validate", "Check a matrix file against the loaded plugins and list its runs, without training.") { validateArg, Plugins, Results, MaxRuns };
         validate.SetAction(p => Validate(p, p.GetValue(validateArg)!));
         root.Subcommands.Add(validate);
 
@@ -102,6 +104,8 @@ public static class HarnessCli
         if (p.GetValue(RunMemoryLimit) is { } rm) o.RunMemoryLimitMb = rm;
         if (p.GetValue(Grace) is { } g) o.ShutdownGraceSeconds = g;
         if (p.GetValue(MaxBody) is { } mb) o.MaxRequestBodyBytes = mb;
+        if (p.GetValue(DataRoots) is { Length: > 0 } dr) o.DataRoots = dr;
+        if (p.GetValue(MaxRuns) is { } mr) o.MaxRunsPerMatrix = mr;
         var check = new HarnessOptionsValidator().Validate(null, o);
         if (check.Failed) throw new OptionsValidationException(HarnessOptions.Section, typeof(HarnessOptions), check.Failures);
         return o;
@@ -124,6 +128,8 @@ public static class HarnessCli
         builder.Logging.AddSimpleConsole(c => { c.SingleLine = true; c.TimestampFormat = "HH:mm:ss "; });
         builder.Logging.Services.Configure<Microsoft.Extensions.Logging.Console.ConsoleLoggerOptions>(c => c.LogToStandardErrorThreshold = LogLevel.Trace);
         builder.Logging.AddFilter("Microsoft", LogLevel.Warning);
+        // Unhandled request exceptions are logged once, with the trace id the client sees (ServiceApi.DescribeProblem).
+        builder.Logging.AddFilter("Microsoft.AspNetCore.Diagnostics", LogLevel.None);
         builder.Services.AddSingleton(Microsoft.Extensions.Options.Options.Create(o));
         builder.Services.AddSingleton<IValidateOptions<HarnessOptions>, HarnessOptionsValidator>();
         if (serve)
@@ -138,6 +144,7 @@ public static class HarnessCli
             builder.Services.AddHostedService(sp => sp.GetRequiredService<Service.MatrixService>());
             builder.Services.Configure<HostOptions>(h => h.ShutdownTimeout = TimeSpan.FromSeconds(o.ShutdownGraceSeconds + 10));
             builder.WebHost.ConfigureKestrel(k => k.Limits.MaxRequestBodySize = o.MaxRequestBodyBytes);
+            builder.Services.AddProblemDetails(pd => pd.CustomizeProblemDetails = Service.ServiceApi.DescribeProblem);
         }
         else
             builder.Services.AddSingleton(sp => PluginCatalog.Load(o.PluginDirectory, sp.GetRequiredService<ILoggerFactory>().CreateLogger("plugins")));
@@ -148,7 +155,14 @@ public static class HarnessCli
             .AddMeter(HarnessMetrics.MeterName)
             .AddPrometheusExporter());
         if (serve) builder.Services.AddHostedService<InboxService>();
-        builder.WebHost.UseUrls(o.MetricsUrl == "none" ? "http://127.0.0.1:0" : o.MetricsUrl);
+        // Exactly the one endpoint of --metrics-url, parsed once (Service.BindAddress): no URL strings, no endpoints
+        // from configuration (Kestrel:Endpoints, ASPNETCORE_URLS) beside it.
+        var bind = o.MetricsUrl == "none" ? new Service.BindAddress(System.Net.IPAddress.Loopback, 0) : Service.BindAddress.Parse(o.MetricsUrl);
+        builder.WebHost.ConfigureKestrel(k =>
+        {
+            k.Configure(new ConfigurationBuilder().Build(), reloadOnChange: false);
+            k.Listen(bind.Address, bind.Port);
+        });
         var app = builder.Build();
         app.UseOpenTelemetryPrometheusScrapingEndpoint();
         app.MapGet("/healthz", () => Microsoft.AspNetCore.Http.Results.Text("ok"));
@@ -188,19 +202,26 @@ public static class HarnessCli
         var catalog = app.Services.GetRequiredService<PluginCatalog>();
         var runner = app.Services.GetRequiredService<MatrixRunner>();
         MatrixSpec spec;
-        try { spec = runner.Parse(matrixPath); MatrixExpander.Expand(spec); }
+        try { spec = MatrixParser.ParseFile(matrixPath, catalog, o.TrustedPolicy()); MatrixExpander.Expand(spec); }
         catch (MatrixValidationException e) { Console.Error.WriteLine(e.Message); ReportPluginErrors(catalog); return 2; }
         Shard? shard;
         try { shard = p.GetValue(ShardOption) is { } sh ? Shard.Parse(sh) : Shard.FromEnvironment(); }
         catch (FormatException e) { Console.Error.WriteLine("error: " + e.Message); return 2; }
 
+        bool serving = true;
         try { await app.StartAsync(ct); }
-        catch (IOException e) { Console.Error.WriteLine($"error: cannot serve metrics at {o.MetricsUrl}: {e.Message} (use --metrics-url with another port, or port 0)"); return 2; }
-        if (o.MetricsUrl != "none")
+        catch (Exception e) when (e is IOException or System.Net.Sockets.SocketException)
+        {
+            // The metrics endpoint is a convenience of run: train anyway.
+            serving = false;
+            log.LogWarning("metrics are not served: cannot listen at {Url} ({Reason}); the runs go on (use --metrics-url with another port, port 0, or none)",
+                o.MetricsUrl, OneLine(e.Message));
+        }
+        if (o.MetricsUrl != "none" && serving)
             log.LogInformation("metrics at {Url}/metrics", BoundAddress(app));
 
         // Each run in a worker process (a native crash fails only that run), unless --in-process.
-        Func<RunCell, string, Training.IRunProgress, CancellationToken, RunManifest>? execute = null;
+        Func<RunCell, string, Training.IRunProgress, CancellationToken, RunManifest>? execute = InProcessExecute(catalog, app, log);
         if (!p.GetValue(InProcess))
         {
             var pool = app.Services.GetRequiredService<Workers.WorkerPool>();
@@ -234,10 +255,48 @@ public static class HarnessCli
         else
             outcome = runner.Run(spec, new LogProgress(log), ct, shard, execute);
         SummaryTable.Print(outcome);
-        await app.StopAsync(CancellationToken.None);
+        if (serving) await app.StopAsync(CancellationToken.None);
         if (ct.IsCancellationRequested) { Console.Error.WriteLine("interrupted: unfinished runs are marked 'interrupted' and run again next time"); return 130; }
         return outcome.Runs.Any(r => r.Status is RunStatus.Failed) ? 1 : 0;
     }
+
+    /// <summary>--in-process: a run that throws fails with the exception's message in its manifest; the host and the
+    /// rest of the matrix go on (a native crash still ends the process: that is what workers are for).</summary>
+    private static Func<RunCell, string, Training.IRunProgress, CancellationToken, RunManifest> InProcessExecute(PluginCatalog catalog, WebApplication app, ILogger log)
+    {
+        var executor = new Training.RunExecutor(catalog, app.Services.GetRequiredService<HarnessMetrics>(), log);
+        return (cell, runDir, progress, token) =>
+        {
+            try { return executor.Execute(cell, runDir, progress, token); }
+            catch (Exception e) when (e is not OperationCanceledException)
+            {
+                log.LogError(e, "run {Run} failed in this process", cell.RunId);
+                var manifest = Workers.WorkerPool.NewManifest(cell);
+                manifest.Status = RunStatus.Failed;
+                manifest.Reason = $"{e.GetType().Name}: {OneLine(e.Message)}";
+                manifest.FinishedUtc = DateTime.UtcNow;
+                try { Directory.CreateDirectory(runDir); manifest.Save(Path.Combine(runDir, "manifest.json")); }
+                catch (Exception save) when (save is IOException or UnauthorizedAccessException) { log.LogError("run {Run}: its manifest cannot be written: {Reason}", cell.RunId, save.Message); }
+                progress.RunEnded(cell, manifest);
+                return manifest;
+            }
+        };
+    }
+
+    /// <summary>Why <paramref name="bind"/> cannot be listened on (in use, not an address of this machine, no
+    /// permission), or null when a socket can bind it now.</summary>
+    private static string? PortTaken(Service.BindAddress bind)
+    {
+        try
+        {
+            using var probe = new System.Net.Sockets.Socket(bind.Address.AddressFamily, System.Net.Sockets.SocketType.Stream, System.Net.Sockets.ProtocolType.Tcp);
+            probe.Bind(new System.Net.IPEndPoint(bind.Address, bind.Port));
+            return null;
+        }
+        catch (System.Net.Sockets.SocketException e) { return e.SocketErrorCode == System.Net.Sockets.SocketError.AddressAlreadyInUse ? "address already in use" : e.Message; }
+    }
+
+    private static string OneLine(string s) => string.Join(" ", s.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries));
 
     public static string BoundAddress(WebApplication app) =>
         app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()?.Addresses.FirstOrDefault() ?? "?";
@@ -248,14 +307,22 @@ public static class HarnessCli
         try { o = Options(p, inbox); }
         catch (OptionsValidationException e) { Console.Error.WriteLine("error: " + e.Message); return 2; }
         if (o.MetricsUrl == "none") { Console.Error.WriteLine("error: serve needs an HTTP address (--metrics-url)"); return 2; }
-        if (!Service.ServiceApi.IsLoopback(o.MetricsUrl) && string.IsNullOrEmpty(o.ApiToken))
+        var bind = Service.BindAddress.Parse(o.MetricsUrl);
+        if (!bind.IsLoopback && string.IsNullOrEmpty(o.ApiToken))
         {
-            Console.Error.WriteLine($"error: {o.MetricsUrl} is not a loopback address; a service reachable from other machines needs an API token (--api-token or HARNESS_API_TOKEN)");
+            Console.Error.WriteLine($"error: {bind} is not a loopback address; a service reachable from other machines needs an API token (--api-token or HARNESS_API_TOKEN)");
             return 2;
         }
+        // A port in use is reported before anything starts (the queue would otherwise resume matrices first).
+        if (bind.Port != 0 && PortTaken(bind) is { } taken) { Console.Error.WriteLine($"error: cannot listen at {bind}: {taken}"); return 2; }
         await using var app = BuildWebHost(o, serve: true);
         _ = app.Services.GetRequiredService<PluginCatalog>();
-        await app.StartAsync(ct);
+        try { await app.StartAsync(ct); }
+        catch (Exception e) when (e is IOException or System.Net.Sockets.SocketException)
+        {
+            Console.Error.WriteLine($"error: cannot listen at {bind}: {OneLine(e.Message)}");
+            return 2;
+        }
         app.Services.GetRequiredService<ILoggerFactory>().CreateLogger("harness")
             .LogInformation("serving: API at {Url}/api, metrics at {Url}/metrics, health at {Url}/healthz, inbox {Inbox}, {Workers} worker(s)",
                 BoundAddress(app), BoundAddress(app), BoundAddress(app), Path.GetFullPath(o.InboxDirectory), o.Workers);
@@ -265,12 +332,14 @@ public static class HarnessCli
 
     private static int Validate(ParseResult p, string matrixPath)
     {
-        var o = Options(p);
+        HarnessOptions o;
+        try { o = Options(p); }
+        catch (OptionsValidationException e) { Console.Error.WriteLine("error: " + e.Message); return 2; }
         using var lf = Logging();
         var catalog = PluginCatalog.Load(o.PluginDirectory, lf.CreateLogger("plugins"));
         try
         {
-            var spec = MatrixParser.ParseFile(matrixPath, catalog);
+            var spec = MatrixParser.ParseFile(matrixPath, catalog, o.TrustedPolicy());
             var cells = MatrixExpander.Expand(spec);
             Console.WriteLine($"{matrixPath}: valid, {cells.Count} run(s) into {Path.Combine(spec.OutputRoot ?? o.ResultsDirectory, spec.Name)}");
             foreach (var c in cells) Console.WriteLine($"  {c.RunId}  {c.Label}");

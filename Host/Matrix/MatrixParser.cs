@@ -3,6 +3,7 @@ using System.Text.RegularExpressions;
 using Harness.Abstractions;
 using Harness.Host.Plugins;
 using YamlDotNet.Core;
+using YamlDotNet.Core.Events;
 using YamlDotNet.RepresentationModel;
 
 namespace Harness.Host.Matrix;
@@ -20,36 +21,50 @@ public sealed partial class MatrixParser(PluginCatalog plugins)
     private static partial Regex SafeName();
 
     private readonly List<MatrixError> _errors = new();
+    private readonly InputPolicy _policy = InputPolicy.Trusted;
+    private readonly List<(YamlNode Node, string Path, int Count)> _sweeps = new();
     private string _file = "";
+    private string _name = "matrix";
     private YamlMappingNode? _root;
 
-    public static MatrixSpec ParseFile(string path, PluginCatalog plugins)
+    /// <param name="policy">what the matrix may read and how large it may be (default: <see cref="InputPolicy.Trusted"/>).</param>
+    public MatrixParser(PluginCatalog plugins, InputPolicy? policy) : this(plugins) => _policy = policy ?? InputPolicy.Trusted;
+
+    public static MatrixSpec ParseFile(string path, PluginCatalog plugins, InputPolicy? policy = null)
     {
-        if (!File.Exists(path))
-            throw new MatrixValidationException([new MatrixError(new SourceLocation(path, 0, 0), "(file)", "matrix file not found")]);
-        return new MatrixParser(plugins).Parse(File.ReadAllText(path), path);
+        policy ??= InputPolicy.Trusted;
+        var read = UntrustedFile.Read(Path.GetFullPath(path), policy.MaxMatrixBytes, roots: null);
+        if (read.Bytes is null)
+            throw new MatrixValidationException([new MatrixError(new SourceLocation(path, 0, 0), "(file)",
+                read.Problem == "not found" ? "matrix file not found" : $"the matrix file {read.Problem}")]);
+        var bytes = read.Bytes.AsSpan();
+        if (bytes.StartsWith((ReadOnlySpan<byte>)[0xEF, 0xBB, 0xBF])) bytes = bytes[3..];
+        return new MatrixParser(plugins, policy).Parse(System.Text.Encoding.UTF8.GetString(bytes), path);
     }
 
     public MatrixSpec Parse(string text, string file)
     {
         _errors.Clear();
+        _sweeps.Clear();
         _file = file;
+        if (text.Length > _policy.MaxMatrixBytes)
+            throw new MatrixValidationException([new MatrixError(new SourceLocation(file, 0, 0), "(file)",
+                $"the matrix is {text.Length} characters long, more than the limit of {_policy.MaxMatrixBytes}")]);
+        // YamlDotNet's representation model recurses once per nesting level (thousands of '[' overflow the stack and
+        // end the process), so the event stream, which is parsed without recursion, is checked for depth first.
+        Syntax(file, parser =>
+        {
+            int depth = 0;
+            while (parser.MoveNext())
+            {
+                if (parser.Current is SequenceStart or MappingStart && ++depth > _policy.MaxNesting)
+                    throw new MatrixValidationException([new MatrixError(new SourceLocation(file, parser.Current.Start.Line, parser.Current.Start.Column),
+                        "(syntax)", $"lists and mappings are nested more than {_policy.MaxNesting} levels deep")]);
+                if (parser.Current is SequenceEnd or MappingEnd) depth--;
+            }
+        }, text);
         var stream = new YamlStream();
-        var parser = new Parser(new StringReader(text));
-        try { stream.Load(parser); }
-        catch (YamlException e)
-        {
-            throw new MatrixValidationException([new MatrixError(new SourceLocation(file, e.Start.Line, e.Start.Column), "(syntax)",
-                e.InnerException?.Message ?? e.Message)]);
-        }
-        catch (InvalidOperationException)
-        {
-            // YamlDotNet's scanner throws this (not a YamlException) on a flow collection that is never closed and is
-            // followed by more lines, e.g. "lr: [0.1, 0.2" in the middle of the file. Report it where the parser stopped.
-            var at = parser.Current?.End ?? Mark.Empty;
-            throw new MatrixValidationException([new MatrixError(new SourceLocation(file, Math.Max(at.Line, 1), Math.Max(at.Column, 1)), "(syntax)",
-                "unterminated [...] or {...} collection: a closing bracket is missing")]);
-        }
+        Syntax(file, p => stream.Load(p), text);
         if (stream.Documents.Count > 1)
             throw new MatrixValidationException([new MatrixError(Loc(stream.Documents[1].RootNode), "(root)",
                 "the file holds more than one YAML document ('---'); put one matrix per file")]);
@@ -64,9 +79,12 @@ public sealed partial class MatrixParser(PluginCatalog plugins)
         string name = Str(root, "name", "name", required: true) ?? "matrix";
         if (!SafeName().IsMatch(name))
             Error(Get(root, "name") ?? root, "name", "must be 1-100 characters of letters, digits, '_', '.', '-' (it names a folder)");
+        _name = name;
         string? output = Str(root, "output", "output");
         string device = Str(root, "device", "device") ?? "cpu";
         if (device is not ("cpu" or "cuda" or "auto")) Error(Get(root, "device")!, "device", $"'{device}' is not one of cpu, cuda, auto");
+        else if (device == "cuda" && !TorchSharp.torch.cuda.is_available())
+            Error(Get(root, "device")!, "device", "CUDA is not available in this build or on this machine (the CPU libtorch is used unless the host is built with -p:TorchBackend=cuda); use 'cpu' or 'auto'");
         string dtype = Str(root, "dtype", "dtype") ?? "float32";
         if (dtype is not ("float32" or "float64")) Error(Get(root, "dtype")!, "dtype", $"'{dtype}' is not one of float32, float64");
 
@@ -78,11 +96,67 @@ public sealed partial class MatrixParser(PluginCatalog plugins)
         CheckPreconditionerSources(root, optimizers, training);
         var (probeSetSize, probeSetSeed) = ProbeSet(root);
         var probes = Probes(root);
-        string? dataDir = Str(root, "data_dir", "data_dir");
+        string? dataDir = DataDirectory(root);
 
-        if (_errors.Count > 0) throw new MatrixValidationException(_errors.ToList());
-        return new MatrixSpec(name, file, output, device, dtype, models, optimizers, initSeeds, dataSeeds, training,
+        if (_errors.Count > 0) throw new MatrixValidationException(Capped(_errors));
+        var spec = new MatrixSpec(name, file, output, device, dtype, models, optimizers, initSeeds, dataSeeds, training,
             probeSetSize, probeSetSeed, probes, dataDir);
+        // Counted from the grids, before anything is expanded: a few kilobytes of values can describe millions of runs.
+        double runs = MatrixExpander.Count(spec);
+        if (runs > _policy.MaxRuns)
+        {
+            var largest = _sweeps.OrderByDescending(x => x.Count).FirstOrDefault();
+            string where = largest.Node is null ? "" : $"; the largest list is {largest.Path} with {largest.Count} values";
+            throw new MatrixValidationException([new MatrixError(largest.Node is null ? Loc(root) : Loc(largest.Node), largest.Node is null ? "(matrix)" : largest.Path,
+                $"the matrix expands to {(runs < 1e15 ? runs.ToString("0", CultureInfo.InvariantCulture) : runs.ToString("G3", CultureInfo.InvariantCulture))} runs, more than the limit of {_policy.MaxRuns} (Harness:MaxRunsPerMatrix){where}")]);
+        }
+        return spec;
+    }
+
+    /// <summary>Most errors reported for one matrix: a list of a million bad values is one problem, not a
+    /// response of a million lines.</summary>
+    public const int MaxErrors = 100;
+
+    private static List<MatrixError> Capped(List<MatrixError> errors) => errors.Count <= MaxErrors ? errors.ToList()
+        : [.. errors.Take(MaxErrors), new MatrixError(errors[MaxErrors].Location, "(matrix)", $"{errors.Count - MaxErrors} more error(s) not listed")];
+
+    /// <summary>Runs <paramref name="load"/> on a YAML parser of <paramref name="text"/>, turning YamlDotNet's
+    /// exceptions into located syntax errors.</summary>
+    private static void Syntax(string file, Action<IParser> load, string text)
+    {
+        var parser = new Parser(new StringReader(text));
+        try { load(parser); }
+        catch (YamlException e)
+        {
+            throw new MatrixValidationException([new MatrixError(new SourceLocation(file, e.Start.Line, e.Start.Column), "(syntax)",
+                e.InnerException?.Message ?? e.Message)]);
+        }
+        catch (InvalidOperationException)
+        {
+            // YamlDotNet's scanner throws this (not a YamlException) on a flow collection that is never closed and is
+            // followed by more lines, e.g. "lr: [0.1, 0.2" in the middle of the file. Report it where the parser stopped.
+            var at = parser.Current?.End ?? Mark.Empty;
+            throw new MatrixValidationException([new MatrixError(new SourceLocation(file, Math.Max(at.Line, 1), Math.Max(at.Column, 1)), "(syntax)",
+                "unterminated [...] or {...} collection: a closing bracket is missing")]);
+        }
+    }
+
+    /// <summary>The base of a relative path in the matrix: the matrix file's folder; for a confined (service)
+    /// matrix, its folder in the results tree, where the service keeps the copy its workers read.</summary>
+    private string RelativeBase() => _policy.ResultsRoot is { } results
+        ? Path.Combine(results, SafeName().IsMatch(_name) ? _name : "_")
+        : Path.GetDirectoryName(Path.GetFullPath(_file)) ?? ".";
+
+    /// <summary>data_dir: passed to the model plugins. Confined: an existing folder under a data root (resolved, and
+    /// recorded as the resolved folder); trusted: as written.</summary>
+    private string? DataDirectory(YamlMappingNode root)
+    {
+        string? dataDir = Str(root, "data_dir", "data_dir");
+        if (dataDir is null || !_policy.IsConfined) return dataDir;
+        var full = UntrustedFile.Full(dataDir, Directory.GetCurrentDirectory());
+        var resolved = full is null ? null : UntrustedFile.Directory(full, _policy.DataRoots);
+        if (resolved is null) Error(Get(root, "data_dir")!, "data_dir", InputPolicy.RefusedDirectoryMessage);
+        return resolved;
     }
 
     private List<ComponentSpec> Components(YamlMappingNode root, string key, Dictionary<string, IReadOnlyList<HyperparameterSpec>> known, string kind)
@@ -135,6 +209,7 @@ public sealed partial class MatrixParser(PluginCatalog plugins)
                     continue;
                 }
                 var values = new List<object>();
+                var seen = new HashSet<object>();
                 var items = v is YamlSequenceNode vs ? vs.Children.ToList() : [v];
                 if (items.Count == 0) Error(v, hpPath, "an empty list sweeps nothing");
                 for (int j = 0; j < items.Count; j++)
@@ -144,12 +219,13 @@ public sealed partial class MatrixParser(PluginCatalog plugins)
                     if (spec.Coerce(raw, out var err) is { } ok)
                     {
                         // A repeated value would expand to the same run twice.
-                        if (values.Contains(ok)) Error(items[j], itemPath, $"duplicate value {Harness.Host.Matrix.RunCell.Format(ok)} in the list");
+                        if (!seen.Add(ok)) Error(items[j], itemPath, $"duplicate value {Harness.Host.Matrix.RunCell.Format(ok)} in the list");
                         else values.Add(ok);
                     }
                     else Error(items[j], itemPath, err!);
                 }
                 if (values.Count > 0) grid.Add(new(hpName, values));
+                if (values.Count > 1) _sweeps.Add((v, hpPath, values.Count));
             }
         }
         // Defaults become explicit one-value axes, so the manifest and the run id record every value used.
@@ -231,6 +307,7 @@ public sealed partial class MatrixParser(PluginCatalog plugins)
         }
         if (items.Count == 0) Error(node, path, "an empty list of seeds runs nothing");
         if (result.Distinct().Count() != result.Count) Error(node, path, "duplicate seeds");
+        if (result.Count > 1) _sweeps.Add((node, path, result.Count));
         return result;
     }
 
@@ -402,15 +479,30 @@ public sealed partial class MatrixParser(PluginCatalog plugins)
         if (Str(m, "file", path + ".file") is { } file)
         {
             if (Get(m, "optimizer") is not null) Error(m, path, "give either 'file' or 'optimizer' and 'step', not both");
-            var full = Path.GetFullPath(Path.Combine(Path.GetDirectoryName(Path.GetFullPath(_file)) ?? ".", file));
-            if (!File.Exists(full)) { Error(Get(m, "file")!, path + ".file", $"state file '{full}' not found"); return null; }
+            var fileNode = Get(m, "file")!;
+            var full = UntrustedFile.Full(file, RelativeBase());
+            var read = full is null ? new FileRead(null, _policy.IsConfined ? null : "is not a valid path")
+                : UntrustedFile.Read(full, _policy.MaxStateFileBytes, _policy.IsConfined ? _policy.FileRoots : null);
+            if (read.Bytes is null)
+            {
+                Error(fileNode, path + ".file", read.Problem is null ? InputPolicy.RefusedMessage
+                    : read.Problem == "not found" ? $"state file '{full}' not found" : $"state file '{(_policy.IsConfined ? file : full)}' {read.Problem}");
+                return null;
+            }
             Harness.Host.Training.OptimizerStateFile state;
-            try { state = Harness.Host.Training.OptimizerStateFile.Load(full); }
-            catch (Exception e) when (e is InvalidDataException or IOException) { Error(Get(m, "file")!, path + ".file", e.Message); return null; }
-            if (state.Preconditioner is null) { Error(Get(m, "file")!, path + ".file", $"the state file holds no preconditioner (optimizer '{state.Optimizer}' reported none)"); return null; }
+            string shown = _policy.IsConfined ? file : full!;
+            try
+            {
+                state = System.Text.Json.JsonSerializer.Deserialize<Harness.Host.Training.OptimizerStateFile>(read.Bytes, Harness.Host.Training.OptimizerStateFile.Json)
+                    ?? throw new InvalidDataException($"{shown} is empty");
+                if (state.Format != Harness.Host.Training.OptimizerStateFile.CurrentFormat)
+                    throw new InvalidDataException($"{shown} has format '{state.Format}', expected '{Harness.Host.Training.OptimizerStateFile.CurrentFormat}'");
+            }
+            catch (System.Text.Json.JsonException e) { Error(fileNode, path + ".file", $"{shown} is not an optimizer state file: {e.Message}"); return null; }
+            catch (InvalidDataException e) { Error(fileNode, path + ".file", e.Message); return null; }
+            if (state.Preconditioner is null) { Error(fileNode, path + ".file", $"the state file holds no preconditioner (optimizer '{state.Optimizer}' reported none)"); return null; }
             CheckAcceptsPreconditioner(target, pluginName, m, path);
-            using var stream = File.OpenRead(full);
-            return new PreconditionerSourceSpec(null, state.Step, full, Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(stream)));
+            return new PreconditionerSourceSpec(null, state.Step, full, Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(read.Bytes)));
         }
         var srcNode = Get(m, "optimizer");
         if (srcNode is null) { Error(m, path, "needs 'optimizer' (an earlier entry of optimizers, by index or name) and 'step', or 'file'"); return null; }
@@ -524,7 +616,12 @@ public sealed partial class MatrixParser(PluginCatalog plugins)
         if (v is "true" or "True" or "TRUE") return true;
         if (v is "false" or "False" or "FALSE") return false;
         if (long.TryParse(v, NumberStyles.Integer, CultureInfo.InvariantCulture, out var l)) return l;
-        if (double.TryParse(v, NumberStyles.Float, CultureInfo.InvariantCulture, out var d)) return d;
+        if (double.TryParse(v, NumberStyles.Float, CultureInfo.InvariantCulture, out var d))
+        {
+            if (double.IsFinite(d)) return d;
+            Error(node, path, $"'{v}' is not a finite number (NaN and infinities are not accepted; quote it if you mean a string)");
+            return null;
+        }
         return v;
     }
 

@@ -161,6 +161,23 @@ public static class MatrixExpander
     /// nesting order (deterministic, so shards can split it). An optimizer entry with
     /// <c>preconditioner_from: { optimizer: j, step: k }</c> is crossed with entry j's hyperparameter grid: one cell per
     /// source run with the same model, model hyperparameters and seeds; that source saves its state at step k.</summary>
+    /// <summary>The number of cells <see cref="Expand"/> makes, computed from the grid sizes alone (as a double: it
+    /// may be astronomically large), so a matrix can be refused before it is expanded.</summary>
+    public static double Count(MatrixSpec m)
+    {
+        static double Size(IReadOnlyList<KeyValuePair<string, IReadOnlyList<object>>> axes) => axes.Aggregate(1.0, (acc, a) => acc * a.Value.Count);
+        // Runs per (model configuration, seed pair) of each optimizer entry: its grid × its tuner's grid, times the
+        // runs of its source entry when it takes its preconditioner from one (one cell per source run).
+        var perEntry = new double[m.Optimizers.Count];
+        for (int j = 0; j < m.Optimizers.Count; j++)
+        {
+            var o = m.Optimizers[j];
+            double own = Size(o.Grid) * (o.Tuner is null ? 1 : Size(o.Tuner.Grid));
+            perEntry[j] = o.PreconditionerFrom is { Optimizer: { } src } && src >= 0 && src < j ? own * perEntry[src] : own;
+        }
+        return m.Models.Sum(x => Size(x.Grid)) * perEntry.Sum() * m.InitSeeds.Count * m.DataSeeds.Count;
+    }
+
     public static IReadOnlyList<RunCell> Expand(MatrixSpec m)
     {
         var cells = new List<RunCell>();

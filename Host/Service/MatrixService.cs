@@ -84,7 +84,7 @@ public sealed class SubmissionConflictException(string message) : Exception(mess
 /// unfinished run's old trace is kept in &lt;run&gt;/attempts/).
 /// </summary>
 public sealed class MatrixService(PluginRegistry plugins, WorkerPool pool, HarnessMetrics metrics, IOptions<HarnessOptions> options,
-    ILogger<MatrixService> logger) : BackgroundService
+    ILogger<MatrixService> logger, IHostApplicationLifetime lifetime) : BackgroundService
 {
     private readonly Channel<MatrixJob> _queue = Channel.CreateUnbounded<MatrixJob>();
     private readonly ConcurrentDictionary<string, MatrixJob> _jobs = new(StringComparer.Ordinal);
@@ -92,6 +92,8 @@ public sealed class MatrixService(PluginRegistry plugins, WorkerPool pool, Harne
     private readonly MetricsProgress _metricsSink = new(metrics, () => plugins.Catalog);
 
     public string ResultsRoot { get; } = Path.GetFullPath(options.Value.ResultsDirectory);
+    /// <summary>What submitted matrices may read (paths confined to the roots) and how large they may be.</summary>
+    public InputPolicy Policy { get; } = options.Value.ServicePolicy();
     public bool Running { get; private set; }
     public IEnumerable<MatrixJob> Jobs => _jobs.Values.OrderBy(j => j.SubmittedUtc);
     public MatrixJob? Job(string name) => _jobs.GetValueOrDefault(name);
@@ -101,7 +103,7 @@ public sealed class MatrixService(PluginRegistry plugins, WorkerPool pool, Harne
     public (MatrixJob Job, IReadOnlyList<RunCell> Cells) Submit(string text, string source)
     {
         var catalog = plugins.Catalog;
-        var spec = new MatrixParser(catalog).Parse(text, source);
+        var spec = new MatrixParser(catalog, Policy).Parse(text, source);
         if (spec.OutputRoot is not null)
             throw new MatrixValidationException([new MatrixError(Locate(text, source, "output"), "output",
                 "not allowed in a matrix submitted to the service: every matrix goes to the service's results tree")]);
@@ -181,8 +183,14 @@ public sealed class MatrixService(PluginRegistry plugins, WorkerPool pool, Harne
     public RunInfo? FindRun(string runId) =>
         Jobs.Reverse().Select(j => j.Runs.GetValueOrDefault(runId)).FirstOrDefault(r => r is not null);
 
-    protected override async Task ExecuteAsync(CancellationToken stopping)
+    protected override async Task ExecuteAsync(CancellationToken hostStopping)
     {
+        // Workers get SIGTERM as soon as the host begins to stop, not when this service's turn comes: the web server
+        // stops first and may wait for in-flight requests, which must not delay the workers' --grace.
+        using var either = CancellationTokenSource.CreateLinkedTokenSource(hostStopping, lifetime.ApplicationStopping);
+        var stopping = either.Token;
+        // Nothing is resumed before the host listens: a service that cannot start must not launch workers.
+        if (!await WhenStarted(lifetime, stopping)) return;
         Directory.CreateDirectory(ResultsRoot);
         Resume();
         Running = true;
@@ -215,6 +223,16 @@ public sealed class MatrixService(PluginRegistry plugins, WorkerPool pool, Harne
         // Matrices still queued stay "queued" in their state file: the next start runs them.
     }
 
+    /// <summary>Waits until the host has started (its web server listens); false when it stops first.</summary>
+    public static async Task<bool> WhenStarted(IHostApplicationLifetime lifetime, CancellationToken stopping)
+    {
+        var started = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        using var a = lifetime.ApplicationStarted.Register(() => started.TrySetResult());
+        using var b = stopping.Register(() => started.TrySetCanceled());
+        try { await started.Task; return true; }
+        catch (OperationCanceledException) { return false; }
+    }
+
     private void Resume()
     {
         var found = new List<MatrixJob>();
@@ -223,7 +241,7 @@ public sealed class MatrixService(PluginRegistry plugins, WorkerPool pool, Harne
         foreach (var job in found.OrderBy(j => j.SubmittedUtc))
         {
             bool resume = job.State is MatrixState.Queued or MatrixState.Running or MatrixState.Interrupted;
-            try { Fill(job, MatrixExpander.Expand(MatrixParser.ParseFile(job.MatrixFile, plugins.Catalog))); }
+            try { Fill(job, MatrixExpander.Expand(MatrixParser.ParseFile(job.MatrixFile, plugins.Catalog, Policy))); }
             catch (MatrixValidationException e)
             {
                 foreach (var m in SummaryWriter.LoadManifests(job.Directory))
@@ -245,7 +263,7 @@ public sealed class MatrixService(PluginRegistry plugins, WorkerPool pool, Harne
         job.State = MatrixState.Running;
         job.Save();
         IReadOnlyList<RunCell> cells;
-        try { cells = MatrixExpander.Expand(MatrixParser.ParseFile(job.MatrixFile, plugins.Catalog)); }
+        try { cells = MatrixExpander.Expand(MatrixParser.ParseFile(job.MatrixFile, plugins.Catalog, Policy)); }
         catch (MatrixValidationException e)
         {
             job.State = MatrixState.Failed; job.Error = e.Message; job.FinishedUtc = DateTime.UtcNow; job.Save();

@@ -10,6 +10,7 @@ using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Routing;
 using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
 
 namespace Harness.Host.Service;
 
@@ -26,16 +27,12 @@ public static partial class ServiceApi
     /// <summary>Paths that never need the API token (scrapers and orchestrators' probes).</summary>
     public static readonly string[] Open = ["/metrics", "/healthz", "/readyz"];
 
-    /// <summary>True when the URL's host is a loopback address (127.0.0.0/8, ::1, localhost).</summary>
-    public static bool IsLoopback(string url)
-    {
-        if (!Uri.TryCreate(url.Replace("://*", "://0.0.0.0").Replace("://+", "://0.0.0.0"), UriKind.Absolute, out var u)) return false;
-        if (u.Host == "localhost") return true;
-        return IPAddress.TryParse(u.Host.Trim('[', ']'), out var ip) && IPAddress.IsLoopback(ip);
-    }
-
     public static void Map(WebApplication app, HarnessOptions o)
     {
+        // Every error is problem details with a reason: unhandled exceptions (500) and bodiless errors (404 of an
+        // unknown route, 405, Kestrel's 400s) included.
+        app.UseExceptionHandler();
+        app.UseStatusCodePages();
         if (!string.IsNullOrEmpty(o.ApiToken))
         {
             var expected = Encoding.UTF8.GetBytes("Bearer " + o.ApiToken);
@@ -87,6 +84,27 @@ public static partial class ServiceApi
         api.MapGet("/plugins", (PluginRegistry r) => Results.Json(PluginsJson(r.Current)));
     }
 
+    /// <summary>Fills in the reason of a problem the framework writes (an unhandled exception, a bodiless status):
+    /// the exception's type and a reference to the log, never its stack or message (which may name server paths).</summary>
+    public static void DescribeProblem(ProblemDetailsContext c)
+    {
+        if (c.Exception is { } e)
+        {
+            c.ProblemDetails.Title = "internal error";
+            c.ProblemDetails.Detail = $"the service could not handle this request ({e.GetType().Name}); its log has the details under trace id {c.HttpContext.TraceIdentifier}";
+            c.HttpContext.RequestServices.GetRequiredService<Microsoft.Extensions.Logging.ILoggerFactory>().CreateLogger("api")
+                .LogError(e, "request {Method} {Path} failed (trace id {TraceId})", c.HttpContext.Request.Method, c.HttpContext.Request.Path, c.HttpContext.TraceIdentifier);
+        }
+        else if (c.ProblemDetails.Detail is null)
+            c.ProblemDetails.Detail = c.ProblemDetails.Status switch
+            {
+                404 => $"no endpoint {c.HttpContext.Request.Path} (see docs/service.md for the API)",
+                405 => $"{c.HttpContext.Request.Method} is not allowed on {c.HttpContext.Request.Path}",
+                400 => "the request is malformed",
+                _ => c.ProblemDetails.Title,
+            };
+    }
+
     private static IResult NotFound(string detail) => Results.Problem(statusCode: 404, title: "not found", detail: detail);
 
     private static IResult? BadName(string name, string what) => SafeName().IsMatch(name) ? null :
@@ -115,13 +133,16 @@ public static partial class ServiceApi
         string text = body, source = "request";
         if (IsPathRequest(body, out var path))
         {
+            // The file must resolve (symlinks included) to a regular file under the working directory; a refusal
+            // says nothing about the path (not whether it exists).
             string cwd = Path.GetFullPath(Directory.GetCurrentDirectory());
-            string full = Path.GetFullPath(path!, cwd);
-            if (!full.StartsWith(cwd.TrimEnd('/') + "/", StringComparison.Ordinal))
-                return Results.Problem(statusCode: 400, title: "path not allowed", detail: $"'{path}' is outside the service's working directory {cwd}");
-            if (!File.Exists(full) || new FileInfo(full).Length > limit)
-                return Results.Problem(statusCode: 400, title: "matrix file not found", detail: $"'{path}' does not exist under {cwd} or is larger than {limit} bytes");
-            text = await File.ReadAllTextAsync(full);
+            var full = UntrustedFile.Full(path!, cwd);
+            var read = full is null ? new FileRead(null, null) : UntrustedFile.Read(full, limit, roots: [cwd]);
+            if (read.Bytes is null)
+                return read.Problem is null
+                    ? Results.Problem(statusCode: 400, title: "path not allowed", detail: "the path must name an existing regular file under the service's working directory (symlinks are followed and must stay inside it)")
+                    : Results.Problem(statusCode: 400, title: "matrix file too large", detail: $"the file {read.Problem} (Harness:MaxRequestBodyBytes)");
+            text = Encoding.UTF8.GetString(read.Bytes);
             source = path!;
         }
         try

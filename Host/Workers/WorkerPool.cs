@@ -143,7 +143,8 @@ public sealed class WorkerPool(IOptions<HarnessOptions> options, ILogger<WorkerP
             {
                 manifest.Status = RunStatus.Failed;
                 string why = killedFor ?? $"worker process ended by {Posix.DescribeExit(code)} (exit code {code})";
-                string last = LastLines(tailText, 3);
+                // An unhandled .NET exception ends with stack frames: keep its message, not the last frames.
+                string last = UnhandledException(tailText) ?? LastLines(tailText, 3);
                 manifest.Reason = last.Length > 0 ? $"{why}; stderr tail: {last}" : why;
             }
             manifest.FinishedUtc = DateTime.UtcNow;
@@ -160,6 +161,18 @@ public sealed class WorkerPool(IOptions<HarnessOptions> options, ILogger<WorkerP
             "run {Run} ended: {Status} ({Reason})", cell.RunId, manifest.Status.ToString().ToLowerInvariant(), manifest.Reason);
         sink.RunEnded(cell, manifest);
         return manifest;
+    }
+
+    /// <summary>"Type: message" of the last unhandled-exception report in a worker's stderr, or null.</summary>
+    public static string? UnhandledException(string stderr)
+    {
+        // The runtime writes "Unhandled exception. ", System.CommandLine's handler "Unhandled exception: ".
+        const int markerLength = 21;
+        int at = Math.Max(stderr.LastIndexOf("Unhandled exception. ", StringComparison.Ordinal), stderr.LastIndexOf("Unhandled exception: ", StringComparison.Ordinal));
+        if (at < 0) return null;
+        var lines = stderr[(at + markerLength)..].Split('\n').Select(l => l.TrimEnd('\r'))
+            .TakeWhile(l => !l.TrimStart().StartsWith("at ", StringComparison.Ordinal) && !l.StartsWith("   ---", StringComparison.Ordinal));
+        return string.Join(" ", lines.Select(l => l.Trim()).Where(l => l.Length > 0));
     }
 
     private static string LastLines(string text, int n) =>

@@ -46,12 +46,18 @@ public sealed class ServiceProcess : IDisposable
     public Process Start(params string[] extra)
     {
         if (Port == 0) Port = FreePort();
+        return StartWithUrl(Url, extra);
+    }
+
+    /// <summary>Starts the process with <paramref name="url"/> as its --metrics-url (Port and Url keep their values).</summary>
+    public Process StartWithUrl(string url, params string[] extra)
+    {
         var psi = new ProcessStartInfo(HostExecutable)
         {
             WorkingDirectory = Root, RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false,
         };
         foreach (var a in new[] { "serve", "--plugins", Plugins, "--results", Results, "--inbox", Path.Combine(Root, "inbox"),
-                     "--metrics-url", Url, "--threads", "1" }.Concat(extra))
+                     "--metrics-url", url, "--threads", "1" }.Concat(extra))
             psi.ArgumentList.Add(a);
         var p = new Process { StartInfo = psi };
         p.OutputDataReceived += (_, e) => { if (e.Data is not null) lock (_log) _log.AppendLine(e.Data); };

@@ -59,14 +59,16 @@ public sealed class WorkerProtocolTests
     [TestMethod]
     public void LoopbackDetection()
     {
-        Assert.IsTrue(ServiceApi.IsLoopback("http://127.0.0.1:9464"));
-        Assert.IsTrue(ServiceApi.IsLoopback("http://127.0.0.2:9464"));
-        Assert.IsTrue(ServiceApi.IsLoopback("http://localhost:9464"));
-        Assert.IsTrue(ServiceApi.IsLoopback("http://[::1]:9464"));
-        Assert.IsFalse(ServiceApi.IsLoopback("http://0.0.0.0:9464"));
-        Assert.IsFalse(ServiceApi.IsLoopback("http://*:9464"));
-        Assert.IsFalse(ServiceApi.IsLoopback("http://+:9464"));
-        Assert.IsFalse(ServiceApi.IsLoopback("http://10.1.2.3:9464"));
-        Assert.IsFalse(ServiceApi.IsLoopback("http://myhost:9464"));
+        static bool Loopback(string url) => BindAddress.TryParse(url, out var a, out _) && a!.IsLoopback;
+        Assert.IsTrue(Loopback("http://127.0.0.1:9464"));
+        Assert.IsTrue(Loopback("http://127.0.0.2:9464"));
+        Assert.IsTrue(Loopback("http://localhost:9464"));
+        Assert.IsTrue(Loopback("http://[::1]:9464"));
+        Assert.IsFalse(Loopback("http://0.0.0.0:9464"));
+        Assert.IsFalse(Loopback("http://*:9464"));
+        Assert.IsFalse(Loopback("http://+:9464"));
+        Assert.IsFalse(Loopback("http://10.1.2.3:9464"));
+        Assert.IsFalse(Loopback("http://myhost:9464"));
+        Assert.IsFalse(Loopback("http://user@localhost:9464"));
     }
 }
