@@ -14,7 +14,7 @@ namespace Harness.Host.Matrix;
 /// </summary>
 public sealed partial class MatrixParser(PluginCatalog plugins)
 {
-    private static readonly string[] TopKeys = ["name", "output", "device", "dtype", "models", "optimizers", "seeds", "training", "probe_set", "probes", "data_dir"];
+    private static readonly string[] TopKeys = ["name", "output", "device", "dtype", "models", "optimizers", "seeds", "training", "probe_set", "probes", "data_dir", "claims"];
 
     [GeneratedRegex("^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")]
     private static partial Regex SafeName();
@@ -79,10 +79,11 @@ public sealed partial class MatrixParser(PluginCatalog plugins)
         var (probeSetSize, probeSetSeed) = ProbeSet(root);
         var probes = Probes(root);
         string? dataDir = Str(root, "data_dir", "data_dir");
+        var claims = Claims(root, models, optimizers, probes);
 
         if (_errors.Count > 0) throw new MatrixValidationException(_errors.ToList());
         return new MatrixSpec(name, file, output, device, dtype, models, optimizers, initSeeds, dataSeeds, training,
-            probeSetSize, probeSetSeed, probes, dataDir);
+            probeSetSize, probeSetSeed, probes, dataDir) { Claims = claims };
     }
 
     private List<ComponentSpec> Components(YamlMappingNode root, string key, Dictionary<string, IReadOnlyList<HyperparameterSpec>> known, string kind)
