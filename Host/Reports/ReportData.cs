@@ -23,9 +23,11 @@ public sealed class ReportData
     public required IReadOnlyList<RunRecord> Runs { get; init; }
 
     /// <summary>Labels whose value differs between runs (the swept ones); legends show only these.</summary>
-    public IReadOnlyList<string> SweptLabels => Runs.SelectMany(r => r.Labels.Keys).Distinct()
-        .Where(k => Runs.Select(r => r.Labels.TryGetValue(k, out var v) ? RunLabels.Format(v) : "").Distinct().Count() > 1)
+    /// A label a run does not carry (another optimizer's hyperparameter) does not count as a value.
+    public IReadOnlyList<string> SweptLabels => _swept ??= Runs.SelectMany(r => r.Labels.Keys).Distinct()
+        .Where(k => Runs.Where(r => r.Labels.ContainsKey(k)).Select(r => RunLabels.Format(r.Labels[k])).Distinct().Count() > 1)
         .Order(StringComparer.Ordinal).ToList();
+    private IReadOnlyList<string>? _swept;
 
     /// <summary>Short name of a configuration: its optimizer (and tuner) and the swept hyperparameters, e.g. "gd lr=0.03".</summary>
     public string ConfigurationName(RunRecord run)
@@ -39,7 +41,21 @@ public sealed class ReportData
 
     /// <summary>Runs grouped by configuration (seeds pooled), in run-id order of their first run.</summary>
     public IReadOnlyList<IGrouping<string, RunRecord>> Configurations() =>
-        Runs.GroupBy(r => r.ConfigurationKey).ToList();
+        Runs.GroupBy(r => r.ConfigurationKey).OrderBy(g => g.First(), Comparer<RunRecord>.Create(Compare)).ToList();
+
+    /// <summary>By optimizer, then by each swept label (numbers by value).</summary>
+    private int Compare(RunRecord a, RunRecord b)
+    {
+        int c = string.CompareOrdinal(a.Manifest.Optimizer, b.Manifest.Optimizer);
+        foreach (var k in SweptLabels)
+        {
+            if (c != 0) return c;
+            bool ha = a.Labels.TryGetValue(k, out var va), hb = b.Labels.TryGetValue(k, out var vb);
+            c = !ha || !hb ? ha.CompareTo(hb)
+                : va is double x && vb is double y ? x.CompareTo(y) : string.CompareOrdinal(RunLabels.Format(va!), RunLabels.Format(vb!));
+        }
+        return c;
+    }
 
     public static ReportData Load(string matrixDir)
     {

@@ -13,7 +13,7 @@ public sealed record Figure(string Id, string Title, string Caption, bool LogY, 
 /// <summary>Draws the report's figures with ScottPlot (fonts: DejaVu, from Debian's fonts-dejavu-core).</summary>
 public static class ReportFigures
 {
-    public const int Width = 800, Height = 450;
+    public const int Width = 900, Height = 450;
 
     static ReportFigures() => Fonts.Default = "DejaVu Sans";
 
@@ -97,7 +97,7 @@ public static class ReportFigures
         {
             MinorTickGenerator = new ScottPlot.TickGenerators.LogMinorTickGenerator(),
             IntegerTicksOnly = true,
-            LabelFormatter = y => Math.Pow(10, y).ToString("G3", System.Globalization.CultureInfo.InvariantCulture),
+            LabelFormatter = y => Math.Abs(y) < 3 ? Math.Pow(10, y).ToString("G3", System.Globalization.CultureInfo.InvariantCulture) : $"1e{y:0}",
         };
         plt.Axes.Left.TickGenerator = ticks;
     }
@@ -107,7 +107,7 @@ public static class ReportFigures
         plt.Title(title);
         plt.XLabel(x);
         plt.YLabel(y);
-        if (plt.GetPlottables().Any(p => p.LegendItems.Any(l => !string.IsNullOrEmpty(l.LabelText)))) plt.ShowLegend(Alignment.UpperRight);
+        if (plt.GetPlottables().Any(p => p.LegendItems.Any(l => !string.IsNullOrEmpty(l.LabelText)))) plt.ShowLegend(Edge.Right);
         string svg = plt.GetSvgXml(Width, Height);
         int start = svg.IndexOf("<svg", StringComparison.Ordinal);
         return new Figure(id, title, caption, logY, series, start > 0 ? svg[start..] : svg, plt.GetImageBytes(Width, Height, ImageFormat.Png));
