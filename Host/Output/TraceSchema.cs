@@ -40,6 +40,18 @@ public sealed class TraceSchema
     public IReadOnlyList<TraceColumn> Columns { get; }
     public ParquetSchema Parquet { get; }
 
+    /// <summary>Writer options: <c>matrix</c> and <c>run_id</c> dictionary-encoded (Parquet.Net writes strings PLAIN
+    /// unless told otherwise).</summary>
+    public ParquetOptions Options { get; } = DictionaryStrings();
+
+    private static ParquetOptions DictionaryStrings()
+    {
+        var o = new ParquetOptions();
+        o.ColumnEncodingHints[MatrixColumn] = EncodingHint.Dictionary;
+        o.ColumnEncodingHints[RunIdColumn] = EncodingHint.Dictionary;
+        return o;
+    }
+
     private static DataField Field(TraceColumn c) => c.Type switch
     {
         MetricType.Int64 => new DataField<long?>(c.Name),

@@ -50,7 +50,7 @@ public sealed class TraceWriter : IDisposable
         if (append) File.Copy(_path, tmp, overwrite: true);
         using (var stream = new FileStream(tmp, append ? FileMode.Open : FileMode.Create, FileAccess.ReadWrite))
         {
-            var writer = ParquetWriter.CreateAsync(_schema.Parquet, stream, append: append).GetAwaiter().GetResult();
+            var writer = ParquetWriter.CreateAsync(_schema.Parquet, stream, _schema.Options, append: append).GetAwaiter().GetResult();
             try
             {
                 using var rg = writer.CreateRowGroup();

@@ -131,7 +131,8 @@ public static class ParquetCsv
     private static string[] Read(ParquetRowGroupReader rg, DataField f, int n)
     {
         static string D(double v) => v.ToString("R", CultureInfo.InvariantCulture);
-        if (f.ClrType == typeof(string)) { var a = new string?[n]; rg.ReadAsync(f, a.AsMemory()!).GetAwaiter().GetResult(); return a.Select(s => s is null ? "" : Quote(s)).ToArray(); }
+        // Parquet.Net reports string columns of a file read back as ReadOnlyMemory<char>; both read as strings.
+        if (f.ClrType == typeof(string) || f.ClrType == typeof(ReadOnlyMemory<char>)) { var a = new string?[n]; rg.ReadAsync(f, a.AsMemory()!).GetAwaiter().GetResult(); return a.Select(s => s is null ? "" : Quote(s)).ToArray(); }
         if (f.ClrType == typeof(double) && f.IsNullable) { var a = new double?[n]; rg.ReadAsync<double>(f, a.AsMemory()).GetAwaiter().GetResult(); return a.Select(v => v is { } x ? D(x) : "").ToArray(); }
         if (f.ClrType == typeof(double)) { var a = new double[n]; rg.ReadAsync<double>(f, a.AsMemory()).GetAwaiter().GetResult(); return a.Select(D).ToArray(); }
         if (f.ClrType == typeof(long) && f.IsNullable) { var a = new long?[n]; rg.ReadAsync<long>(f, a.AsMemory()).GetAwaiter().GetResult(); return a.Select(v => v?.ToString(CultureInfo.InvariantCulture) ?? "").ToArray(); }

@@ -19,8 +19,8 @@ public sealed class ClaimEvaluatorTests
     public void BandThatHoldsPassesAndOneThatDoesNotFails()
     {
         var r = new SyntheticResults();
-        // metric = 1 + seed/10 in the second half, 5 in the first half
-        for (int seed = 0; seed < 3; seed++) r.Add("gd", 0.1, seed, t => t >= 50 ? 1 + seed / 10.0 : 5);
+        // metric = 5 on steps 0..50, then 1 + seed/10 on steps 51..100
+        for (int seed = 0; seed < 3; seed++) r.Add("gd", 0.1, seed, t => t > 50 ? 1 + seed / 10.0 : 5);
         var late = new ClaimWindow(0.5, 1.0);
         var pass = Eval(r, Claim(new ExpectBetween(0.9, 1.3), window: late));
         Assert.AreEqual(Verdict.Pass, pass.Verdict, pass.Reason);
@@ -29,7 +29,7 @@ public sealed class ClaimEvaluatorTests
         Assert.AreEqual(3, pass.Groups[0].Seeds);
         Assert.AreEqual(3, pass.RunsUsed);
 
-        var fail = Eval(r, Claim(new ExpectBetween(0.9, 1.3)));   // whole run: each run's median is 5 (51 of 101 rows are 5)
+        var fail = Eval(r, Claim(new ExpectBetween(0.9, 1.3)));   // whole run: each run's median is 5 (51 of its 101 rows are 5)
         Assert.AreEqual(Verdict.Fail, fail.Verdict);
         Assert.AreEqual(5, fail.Groups[0].Value, 1e-12);
     }

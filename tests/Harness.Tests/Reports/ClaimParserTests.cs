@@ -104,20 +104,20 @@ public sealed class ClaimParserTests
             """);
         string[] expected =
         [
-            "m.yaml:13:9: claims[0].id: 'Bad Id' must be lower-case letters, digits, '_', '.', '-'",
-            "m.yaml:16:15: claims[0].expect.between: high 0 is below low 1",
-            "m.yaml:20:16: claims[1].statistic: unknown statistic 'mode' (one of: median, mean, min, max, final, slope, fraction_true)",
-            "m.yaml:21:10: claims[1].per: 'seed' is not one of configuration, run",
-            "m.yaml:22:13: claims[1].window: the window is empty: need from < to (got 0.8 and 0.2); they are fractions of each run's steps",
-            "m.yaml:23:13: claims[1].expect: must be a mapping with exactly one of: between, >, >=, <, <=, monotone, compare",
-            "m.yaml:24:9: claims[2].id: claim id 'two' is used twice",
-            "m.yaml:24:5: claims[2].text: required",
-            "m.yaml:26:14: claims[2].where.optimizer.momentum: no hyperparameter 'momentum' in the matrix's optimizers (they have: decoupled_weight_decay, lr, weight_decay)",
-            "m.yaml:26:39: claims[2].where.probe.hessian.k: the matrix has no probe 'hessian' (it has: sharpness)",
-            "m.yaml:26:59: claims[2].where.colour: unknown label: use optimizer, model, tuner, optimizer.<hp>, model.<hp>, tuner.<hp> or probe.<probe>.<hp>",
-            "m.yaml:27:57: claims[2].expect.monotone.direction: 'up' is not one of increasing, decreasing",
-            "m.yaml:28:5: claims[2].bogus: unknown key (expected one of: id, text, source, metric, where, window, statistic, per, expect, min_seeds)",
+            "m.yaml:12:9: claims[0].id: 'Bad Id' must be lower-case letters, digits, '_', '.', '-'",
+            "m.yaml:15:24: claims[0].expect.between: high 0 is below low 1",
+            "m.yaml:19:16: claims[1].statistic: unknown statistic 'mode' (one of: median, mean, min, max, final, slope, fraction_true)",
+            "m.yaml:20:10: claims[1].per: 'seed' is not one of configuration, run",
+            "m.yaml:21:13: claims[1].window: the window is empty: need from < to (got 0.8 and 0.2); they are fractions of each run's steps",
+            "m.yaml:22:13: claims[1].expect: must be a mapping with exactly one of: between, >, >=, <, <=, monotone, compare",
+            "m.yaml:23:9: claims[2].id: claim id 'two' is used twice",
+            "m.yaml:23:5: claims[2].text: required",
+            "m.yaml:25:14: claims[2].where.optimizer.momentum: no hyperparameter 'momentum' in the matrix's optimizers (they have: decoupled_weight_decay, lr, weight_decay)",
+            "m.yaml:25:39: claims[2].where.probe.hessian.k: the matrix has no probe 'hessian' (it has: sharpness)",
+            "m.yaml:25:59: claims[2].where.colour: unknown label: use optimizer, model, tuner, optimizer.<hp>, model.<hp>, tuner.<hp> or probe.<probe>.<hp>",
+            "m.yaml:26:58: claims[2].expect.monotone.direction: 'up' is not one of increasing, decreasing",
+            "m.yaml:27:5: claims[2].bogus: unknown key (expected one of: id, text, source, metric, where, window, statistic, per, expect, min_seeds)",
         ];
-        foreach (var e in expected) CollectionAssert.Contains(errors, e, "\n" + string.Join("\n", errors));
+        CollectionAssert.AreEquivalent(expected, errors, "\n" + string.Join("\n", errors));
     }
 }

@@ -18,7 +18,7 @@ public static class ReportFixture
             hyperparameters: { dim: 6, lambda_max: 2, rotated: true, spectrum: linear }
         optimizers:
           - name: gd
-            hyperparameters: { lr: [0.5, 1.05] }
+            hyperparameters: { lr: [0.5, 1.3] }
           - name: adam
             hyperparameters: { lr: 0.05 }
         seeds: { init: [0, 1, 2] }

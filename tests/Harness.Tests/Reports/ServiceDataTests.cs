@@ -58,7 +58,7 @@ public sealed class ServiceDataTests
 
         // The CSV has the same columns and values.
         var csv = svc.Get((string)details["trace_csv"]!, Token).Content.ReadAsStringAsync().GetAwaiter().GetResult().TrimEnd('\n').Split('\n');
-        Assert.AreEqual(14, csv.Length, "header and 13 rows");
+        Assert.AreEqual(14, csv.Length, "header and 13 rows:\n" + string.Join("\n", csv));
         var header = csv[0].Split(',');
         CollectionAssert.AreEqual(DuckDb.Describe(local).Select(c => c.Name).ToArray(), header);
         for (int i = 0; i < rows.Count; i++)
