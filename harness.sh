@@ -34,7 +34,7 @@ case "$cmd" in
   help|-h|--help) sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
   demo) setup; build; exec "$host" demo "$@" ;;
   test)
-    setup --with-prometheus; build
+    setup --with-prometheus --with-browser; build
     log="$(mktemp)"
     set +e
     dotnet test "$root/Harness.sln" -c "$config" --no-build -nologo "$@" 2>&1 | tee "$log"

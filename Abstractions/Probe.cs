@@ -3,10 +3,18 @@ using static TorchSharp.torch;
 
 namespace Harness.Abstractions;
 
+/// <summary>The Parquet type of a metric's trace column. Values are always reported as doubles; the host converts
+/// them when it writes the column (Int64: rounded to the nearest integer; Boolean: true when non-zero).</summary>
+public enum MetricType { Double, Int64, Boolean }
+
 /// <summary>One column/metric a probe emits. Names are global within a run (they become Parquet columns and
 /// the <c>metric</c> label of the probe gauge), so prefix them with the probe's subject.</summary>
 public sealed record MetricSpec(string Name, string Doc, string Unit = "1")
 {
+    /// <summary>Column type in trace.parquet: counts are <see cref="MetricType.Int64"/>, flags
+    /// <see cref="MetricType.Boolean"/>. Default <see cref="MetricType.Double"/>.</summary>
+    public MetricType Type { get; init; } = MetricType.Double;
+
     /// <summary>When true the value goes to the Parquet trace only, not to a Prometheus gauge (e.g. raw samples kept
     /// for recomputation, whose number would make the gauge set large). Default false.</summary>
     public bool TraceOnly { get; init; }

@@ -46,9 +46,9 @@ public sealed class MatrixRunner(PluginCatalog plugins, HarnessMetrics metrics, 
                 continue;
             }
             results.Add(execute is null ? executor.Execute(cell, runDir, progress, ct) : execute(cell, runDir, progress, ct));
-            SummaryWriter.Write(dir);
+            SummaryWriter.Write(dir, SummaryWriter.KindsFrom(plugins));
         }
-        SummaryWriter.Write(dir);
+        SummaryWriter.Write(dir, SummaryWriter.KindsFrom(plugins));
         return new MatrixOutcome(dir, results, skipped);
     }
 

@@ -45,8 +45,8 @@ public sealed class CoherenceProbePlugin : IProbePlugin
         new("coherence_bound_q05", "λ1(H) / (5 % percentile of P)"),
         new("coherence_residual", "Lanczos residual of γ's pair"),
         new("coherence_hessian_residual", "Lanczos residual of λ1(H)'s pair"),
-        new("coherence_iterations", "Lanczos iterations run by this probe in this measurement (0 when both spectra were reused)"),
-        new("coherence_converged", "1 when every wanted pair of both operators met the tolerance"),
+        new("coherence_iterations", "Lanczos iterations run by this probe in this measurement (0 when both spectra were reused)") { Type = MetricType.Int64 },
+        new("coherence_converged", "true when every wanted pair of both operators met the tolerance") { Type = MetricType.Boolean },
     ];
 
     public IProbe Create(HyperparameterValues hp) => new CoherenceProbe(

@@ -25,7 +25,7 @@ public sealed class FisherProbePlugin : IProbePlugin
         new("fisher_trace", "tr F = (1/N) Σ ‖∇ℓ_i‖²"),
         new("fisher_precond_lambda1", "λ1(P^-1/2 F P^-1/2) with the optimizer's P (= fisher_lambda1 without a preconditioner)"),
         new("fisher_precond_trace", "tr(P^-1 F)"),
-        new("fisher_samples", "examples used N"),
+        new("fisher_samples", "examples used N") { Type = MetricType.Int64 },
     ];
 
     public IProbe Create(HyperparameterValues hp) => new FisherProbe((int)hp.Integer("samples"));

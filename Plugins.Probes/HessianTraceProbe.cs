@@ -24,7 +24,7 @@ public sealed class HessianTraceProbePlugin : IProbePlugin
     [
         new("hutchinson_trace", "Hutchinson estimate of tr H on the probe set"),
         new("hutchinson_stderr", "standard error of the estimate (sample std of zᵀHz / sqrt(samples))"),
-        new("hutchinson_samples", "Rademacher vectors used (= Hessian-vector products)"),
+        new("hutchinson_samples", "Rademacher vectors used (= Hessian-vector products)") { Type = MetricType.Int64 },
     ];
 
     public IProbe Create(HyperparameterValues hp) =>

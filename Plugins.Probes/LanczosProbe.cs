@@ -72,8 +72,8 @@ internal static class SpectrumMetrics
             yield return new($"{prefix}_min_residual", "Lanczos residual ‖Av − λv‖ of the λ_min pair");
         }
         yield return new($"{prefix}_residual", "Lanczos residual ‖Av − λv‖ of the top pair");
-        yield return new($"{prefix}_iterations", "Lanczos iterations (= operator products = Hessian-vector products)");
-        yield return new($"{prefix}_converged", "1 when every wanted pair met the tolerance, else 0");
+        yield return new($"{prefix}_iterations", "Lanczos iterations (= operator products = Hessian-vector products)") { Type = MetricType.Int64 };
+        yield return new($"{prefix}_converged", "true when every wanted pair met the tolerance") { Type = MetricType.Boolean };
     }
 
     public static void Write(IDictionary<string, double> m, string prefix, LanczosResult r)

@@ -19,7 +19,7 @@ public sealed class PreconditionedSharpnessProbePlugin : IProbePlugin
     [
         .. SpectrumMetrics.For("precond_sharpness", "P^-1/2 H P^-1/2", LanczosProbe.Options(hp)),
         new("precond_edge_ratio", "precond_sharpness / the optimizer's stability threshold"),
-        new("precond_edge_crossing", "1 when precond_edge_ratio crossed 1 upwards since the previous measurement, else 0 (an event for bursts)"),
+        new("precond_edge_crossing", "true when precond_edge_ratio crossed 1 upwards since the previous measurement (an event for bursts)") { Type = MetricType.Boolean },
     ];
 
     public IProbe Create(HyperparameterValues hp) => new PreconditionedSharpnessProbe(LanczosProbe.Create(hp));

@@ -19,7 +19,7 @@ public sealed class SharpnessProbePlugin : IProbePlugin
     [
         .. SpectrumMetrics.For("sharpness", "the probe-set Hessian H", LanczosProbe.Options(hp)),
         new("edge_ratio", "λ1(H) / stability threshold (only for optimizers without a preconditioner: see precond_edge_ratio)"),
-        new("edge_crossing", "1 when edge_ratio crossed 1 upwards since the previous measurement, else 0 (an event for bursts)"),
+        new("edge_crossing", "true when edge_ratio crossed 1 upwards since the previous measurement (an event for bursts)") { Type = MetricType.Boolean },
     ];
 
     public IProbe Create(HyperparameterValues hp) => new SharpnessProbe(LanczosProbe.Create(hp));

@@ -22,7 +22,7 @@ public sealed class UpdateGeometryProbePlugin : IProbePlugin
         new("update_norm", "‖θ_t − θ_{t−1}‖₂ of the last update"),
         new("update_cos_prev", "cos(u_t, u_{t−1}) of the last two updates (< 0: oscillation)"),
         new("update_cos_top", "|cos(u_t, v_top)| with the top eigenvector of H published by the sharpness probe"),
-        new("update_top_age", "steps since that eigenvector was computed (0 = this step)"),
+        new("update_top_age", "steps since that eigenvector was computed (0 = this step)") { Type = MetricType.Int64 },
         new("update_dist_init", "‖θ_t − θ_0‖₂"),
     ];
 

@@ -2,14 +2,19 @@
 # Idempotent machine set-up for the harness. Safe to run many times.
 #  - libstdc++ with GLIBCXX_3.4.32 (TorchSharp 0.107's native library needs GCC 13's runtime)
 #  - the Fashion-MNIST IDX files (Debian package dataset-fashion-mnist)
+#  - fonts for the report's figures (fonts-dejavu-core: ScottPlot draws with SkiaSharp's self-contained native
+#    library, which needs no fontconfig but finds no text font on a minimal system without it)
 #  - optionally a Prometheus server (only with --with-prometheus; the test suite needs one)
+#  - optionally chromium (only with --with-browser; the report tests open the report in headless chromium)
 # Without root it prints the exact commands to run and exits non-zero.
 set -euo pipefail
 
 want_prometheus=0
+want_browser=0
 for a in "$@"; do
   case "$a" in
     --with-prometheus) want_prometheus=1 ;;
+    --with-browser) want_browser=1 ;;
     *) echo "setup.sh: unknown option '$a'" >&2; exit 2 ;;
   esac
 done
@@ -30,14 +35,21 @@ dataset_ok() {
   [ -s "$dataset_dir/t10k-images-idx3-ubyte.gz" ] && [ -s "$dataset_dir/t10k-labels-idx1-ubyte.gz" ]
 }
 prometheus_ok() { command -v prometheus >/dev/null 2>&1; }
+fonts_ok() { [ -s /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ]; }
+browser_ok() { command -v chromium >/dev/null 2>&1; }
 
 todo=()
 libstdcxx_ok || todo+=(libstdcxx)
 dataset_ok || todo+=(dataset)
+fonts_ok || todo+=(fonts)
 [ "$want_prometheus" = 1 ] && ! prometheus_ok && todo+=(prometheus)
+[ "$want_browser" = 1 ] && ! browser_ok && todo+=(browser)
 
 if [ ${#todo[@]} -eq 0 ]; then
-  say "machine ready (libstdc++ GLIBCXX_3.4.32, Fashion-MNIST${want_prometheus:+, prometheus})"
+  extras=""
+  [ "$want_prometheus" = 1 ] && extras+=", prometheus"
+  [ "$want_browser" = 1 ] && extras+=", chromium"
+  say "machine ready (libstdc++ GLIBCXX_3.4.32, Fashion-MNIST, fonts$extras)"
   exit 0
 fi
 
@@ -58,6 +70,8 @@ if [ "$(id -u)" != 0 ]; then
       libstdcxx) [ "$codename" = bookworm ] && echo "$trixie_cmds" || echo "# install a libstdc++6 that provides GLIBCXX_3.4.32 (GCC >= 13)";;
       dataset) echo "apt-get install -y dataset-fashion-mnist";;
       prometheus) echo "apt-get install -y prometheus";;
+      fonts) echo "apt-get install -y fonts-dejavu-core";;
+      browser) echo "apt-get install -y chromium";;
     esac
   done
   exit 1
@@ -88,6 +102,14 @@ for t in "${todo[@]}"; do
       apt-get install -y -qq --no-install-recommends prometheus >/dev/null
       # the Debian package starts a system service on :9090 where systemd runs; the tests use their own
       systemctl disable --now prometheus >/dev/null 2>&1 || true
+      ;;
+    fonts)
+      apt_update; say "installing fonts-dejavu-core (text of the report's figures)"
+      apt-get install -y -qq --no-install-recommends fonts-dejavu-core >/dev/null
+      ;;
+    browser)
+      apt_update; say "installing chromium (the report tests render the report headless)"
+      apt-get install -y -qq --no-install-recommends chromium >/dev/null
       ;;
   esac
 done

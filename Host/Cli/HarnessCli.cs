@@ -68,16 +68,19 @@ public static class HarnessCli
         root.Subcommands.Add(plugins);
 
         var dirArg = new Argument<string>("matrix-dir") { Description = "results/<matrix> folder" };
-        var summary = new Command("summary", "Rebuild summary.parquet of a matrix folder from every run manifest in it.") { dirArg };
+        var summary = new Command("summary", "Rebuild summary.parquet of a matrix folder from every run manifest in it.") { dirArg, Plugins };
         summary.SetAction(p =>
         {
             var dir = p.GetValue(dirArg)!;
             if (!Directory.Exists(dir)) { Console.Error.WriteLine($"error: folder '{dir}' does not exist"); return 2; }
-            int n = SummaryWriter.Write(dir);
+            // The plugins give the hyperparameters' declared types (integer ones become BIGINT columns).
+            var catalog = PluginCatalog.Load(p.GetValue(Plugins) ?? Path.Combine(AppContext.BaseDirectory, "plugins"), null);
+            int n = SummaryWriter.Write(dir, SummaryWriter.KindsFrom(catalog));
             Console.WriteLine($"{Path.Combine(dir, "summary.parquet")}: {n} run(s)");
             return 0;
         });
         root.Subcommands.Add(summary);
+        root.Subcommands.Add(Reports.ReportCommand.Create(Plugins));
         root.Subcommands.Add(BenchCommand.Create(Plugins));
         root.Subcommands.Add(VerifyCommand.Create());
         root.Subcommands.Add(Workers.WorkerCommand.Create());
@@ -255,6 +258,7 @@ public static class HarnessCli
         else
             outcome = runner.Run(spec, new LogProgress(log), ct, shard, execute);
         SummaryTable.Print(outcome);
+        if (!ct.IsCancellationRequested) Reports.ReportCommand.AfterRun(outcome.Directory, spec);
         if (serving) await app.StopAsync(CancellationToken.None);
         if (ct.IsCancellationRequested) { Console.Error.WriteLine("interrupted: unfinished runs are marked 'interrupted' and run again next time"); return 130; }
         return outcome.Runs.Any(r => r.Status is RunStatus.Failed) ? 1 : 0;

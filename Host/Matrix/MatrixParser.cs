@@ -15,7 +15,7 @@ namespace Harness.Host.Matrix;
 /// </summary>
 public sealed partial class MatrixParser(PluginCatalog plugins)
 {
-    private static readonly string[] TopKeys = ["name", "output", "device", "dtype", "models", "optimizers", "seeds", "training", "probe_set", "probes", "data_dir"];
+    private static readonly string[] TopKeys = ["name", "output", "device", "dtype", "models", "optimizers", "seeds", "training", "probe_set", "probes", "data_dir", "claims"];
 
     [GeneratedRegex("^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")]
     private static partial Regex SafeName();
@@ -97,10 +97,11 @@ public sealed partial class MatrixParser(PluginCatalog plugins)
         var (probeSetSize, probeSetSeed) = ProbeSet(root);
         var probes = Probes(root);
         string? dataDir = DataDirectory(root);
+        var claims = Claims(root, models, optimizers, probes);
 
         if (_errors.Count > 0) throw new MatrixValidationException(Capped(_errors));
         var spec = new MatrixSpec(name, file, output, device, dtype, models, optimizers, initSeeds, dataSeeds, training,
-            probeSetSize, probeSetSeed, probes, dataDir);
+            probeSetSize, probeSetSeed, probes, dataDir) { Claims = claims };
         // Counted from the grids, before anything is expanded: a few kilobytes of values can describe millions of runs.
         double runs = MatrixExpander.Count(spec);
         if (runs > _policy.MaxRuns)

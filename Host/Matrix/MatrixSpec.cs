@@ -87,4 +87,46 @@ public sealed record MatrixSpec(
     int ProbeSetSize,
     long ProbeSetSeed,
     IReadOnlyList<ProbeSpec> Probes,
-    string? DataDirectory);
+    string? DataDirectory)
+{
+    /// <summary><c>claims:</c>, evaluated by the report (empty when the file has none).</summary>
+    public IReadOnlyList<ClaimSpec> Claims { get; init; } = [];
+}
+
+/// <summary>A claim about the results (<c>claims:</c>, see docs/reports.md): a statistic of a trace column over a window
+/// of each run, grouped per configuration (median over seeds) or per run, and the relation every group must satisfy.</summary>
+public sealed record ClaimSpec(
+    string Id,
+    string Text,
+    string? Source,
+    string Metric,
+    IReadOnlyList<KeyValuePair<string, IReadOnlyList<object>>> Where,
+    ClaimWindow Window,
+    ClaimStatistic Statistic,
+    bool PerRun,
+    ClaimExpectation Expect,
+    int MinSeeds,
+    SourceLocation Location);
+
+public enum ClaimStatistic { Median, Mean, Min, Max, Final, Slope, FractionTrue }
+
+/// <summary>The rows of a run a claim looks at: a fraction of its steps [From, To] (of the run's last step), or the
+/// steps [FromStep, ToStep] (inclusive). The default is the whole run.</summary>
+public sealed record ClaimWindow(double From = 0, double To = 1, long? FromStep = null, long? ToStep = null)
+{
+    public static readonly ClaimWindow Whole = new();
+    public override string ToString() => FromStep is not null || ToStep is not null
+        ? $"steps {FromStep ?? 0}..{(ToStep is { } t ? t.ToString(System.Globalization.CultureInfo.InvariantCulture) : "end")}"
+        : From == 0 && To == 1 ? "whole run" : $"fraction {From.ToString(System.Globalization.CultureInfo.InvariantCulture)}..{To.ToString(System.Globalization.CultureInfo.InvariantCulture)}";
+}
+
+/// <summary>What a claim expects of every group's value.</summary>
+public abstract record ClaimExpectation;
+/// <summary>lo ≤ value ≤ hi.</summary>
+public sealed record ExpectBetween(double Low, double High) : ClaimExpectation;
+/// <summary>value <c>Relation</c> Bound, Relation one of &gt; &gt;= &lt; &lt;=.</summary>
+public sealed record ExpectRelation(string Relation, double Bound) : ClaimExpectation;
+/// <summary>Group values strictly increasing or decreasing in the label <c>Over</c> (among groups equal in every other label).</summary>
+public sealed record ExpectMonotone(string Over, bool Increasing) : ClaimExpectation;
+/// <summary>value <c>Relation</c> Factor × the value of the matching group selected by <c>where</c> overridden with <c>Other</c>.</summary>
+public sealed record ExpectCompare(IReadOnlyList<KeyValuePair<string, IReadOnlyList<object>>> Other, string Relation, double Factor) : ClaimExpectation;

@@ -1,5 +1,4 @@
 using Parquet;
-using Parquet.Schema;
 
 namespace Harness.Host.Output;
 
@@ -7,26 +6,21 @@ namespace Harness.Host.Output;
 /// Appends one row per step to a run's trace.parquet. Rows are buffered and written as a new row group (the file
 /// re-closed with a complete footer each time, in a copy that atomically replaces the file) every <see cref="FlushRows"/> rows or <see cref="FlushInterval"/>,
 /// so a killed process leaves a readable file that lacks at most the last interval.
-/// Columns: <c>step</c> (int64, required) and nullable float64 columns in the given order.
+/// The columns and their types are <see cref="TraceSchema"/>'s.
 /// </summary>
 public sealed class TraceWriter : IDisposable
 {
     private readonly string _path;
-    private readonly ParquetSchema _schema;
-    private readonly DataField<long> _stepField = new("step");
-    private readonly DataField<double?>[] _fields;
+    private readonly TraceSchema _schema;
     private readonly List<long> _steps = new();
     private readonly List<double?[]> _rows = new();
     private DateTime _lastFlush = DateTime.UtcNow;
 
-    public TraceWriter(string path, IReadOnlyList<string> columns)
+    public TraceWriter(string path, TraceSchema schema)
     {
-        var dupes = columns.GroupBy(c => c).Where(g => g.Count() > 1 || g.Key == "step").Select(g => g.Key).ToList();
-        if (dupes.Count > 0) throw new ArgumentException($"trace columns defined twice: {string.Join(", ", dupes)}");
         _path = path;
-        Columns = columns;
-        _fields = columns.Select(c => new DataField<double?>(c)).ToArray();
-        _schema = new ParquetSchema(new Field[] { _stepField }.Concat(_fields));
+        _schema = schema;
+        Columns = schema.Columns.Select(c => c.Name).ToList();
         if (File.Exists(path)) File.Delete(path);
         if (File.Exists(path + ".tmp")) File.Delete(path + ".tmp");
     }
@@ -39,7 +33,7 @@ public sealed class TraceWriter : IDisposable
     /// <summary>Adds a row; <paramref name="values"/> is aligned with <see cref="Columns"/> (null = not measured).</summary>
     public void Append(long step, double?[] values)
     {
-        if (values.Length != _fields.Length) throw new ArgumentException($"row has {values.Length} values, the trace {_fields.Length} columns");
+        if (values.Length != Columns.Count) throw new ArgumentException($"row has {values.Length} values, the trace {Columns.Count} columns");
         _steps.Add(step);
         _rows.Add(values);
         if (_rows.Count >= FlushRows || DateTime.UtcNow - _lastFlush >= FlushInterval) Flush();
@@ -56,17 +50,11 @@ public sealed class TraceWriter : IDisposable
         if (append) File.Copy(_path, tmp, overwrite: true);
         using (var stream = new FileStream(tmp, append ? FileMode.Open : FileMode.Create, FileAccess.ReadWrite))
         {
-            var writer = ParquetWriter.CreateAsync(_schema, stream, append: append).GetAwaiter().GetResult();
+            var writer = ParquetWriter.CreateAsync(_schema.Parquet, stream, _schema.Options, append: append).GetAwaiter().GetResult();
             try
             {
                 using var rg = writer.CreateRowGroup();
-                rg.WriteAsync<long>(_stepField, _steps.ToArray().AsMemory()).GetAwaiter().GetResult();
-                for (int c = 0; c < _fields.Length; c++)
-                {
-                    var col = new double?[_rows.Count];
-                    for (int r = 0; r < _rows.Count; r++) col[r] = _rows[r][c];
-                    rg.WriteAsync<double>(_fields[c], col.AsMemory()).GetAwaiter().GetResult();
-                }
+                _schema.WriteRowGroup(rg, _steps, _rows);
             }
             finally { writer.DisposeAsync().AsTask().GetAwaiter().GetResult(); }
             stream.Flush(flushToDisk: true);

@@ -82,6 +82,7 @@ public static partial class ServiceApi
             };
         });
         api.MapGet("/plugins", (PluginRegistry r) => Results.Json(PluginsJson(r.Current)));
+        ServiceDataApi.Map(api);
     }
 
     /// <summary>Fills in the reason of a problem the framework writes (an unhandled exception, a bodiless status):
@@ -211,9 +212,8 @@ public static partial class ServiceApi
         var job = s.Job(info.Matrix)!;
         string dir = Path.Combine(job.Directory, id);
         var o = RunJson(info);
-        o["directory"] = dir;
-        o["trace"] = Path.Combine(dir, "trace.parquet");
-        o["manifest"] = Path.Combine(dir, "manifest.json");
+        // Data by URL (ServiceDataApi), never by server-side path.
+        (o["trace_parquet"], o["trace_csv"]) = ServiceDataApi.TraceUrls(id);
         var stderr = Path.Combine(dir, WorkerPool.StderrFile);
         o["worker_stderr"] = File.Exists(stderr) ? stderr : null;
         if (RunManifest.TryLoad(Path.Combine(dir, "manifest.json")) is { } m)

@@ -134,10 +134,7 @@ public sealed class RunCheckpoint
             rg.ReadAsync<long>(stepField, steps.AsMemory()).GetAwaiter().GetResult();
             var columns = new double?[index.Length][];
             for (int c = 0; c < index.Length; c++)
-            {
-                columns[c] = new double?[count];
-                rg.ReadAsync<double>(fields[index[c]], columns[c].AsMemory()).GetAwaiter().GetResult();
-            }
+                columns[c] = TraceSchema.ReadAsDoubles(rg, reader.Schema, trace.Columns[c]) ?? new double?[count];
             for (int r = 0; r < count; r++)
                 if (steps[r] < before) rows[steps[r]] = columns.Select(col => col[r]).ToArray();
         }

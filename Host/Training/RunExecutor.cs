@@ -104,7 +104,9 @@ public sealed class RunExecutor(PluginCatalog plugins, HarnessMetrics metrics, I
                     .ToList();
                 gauges = metrics.StartRun(cell, probes.SelectMany(p => p.metrics.Where(m => !m.TraceOnly).Select(m => m.Name)).Concat(costColumns)
                     .Concat(tunerColumns.Where(m => !m.TraceOnly).Select(m => m.Name)));
-                using var trace = new TraceWriter(tracePath, columns);
+                var types = probes.SelectMany(p => p.metrics).Concat(tunerColumns).ToDictionary(m => m.Name, m => m.Type, StringComparer.Ordinal);
+                using var trace = new TraceWriter(tracePath, new TraceSchema(cell.MatrixName, cell.RunId,
+                    columns.Select(c => new TraceColumn(c, types.TryGetValue(c, out var t) ? t : ProbeCostType(c))).ToList()));
                 // Resume from a checkpoint: the new trace starts with the old rows of the steps before it.
                 if (_resume is { } cp && (previousTrace is null || RunCheckpoint.CopyRows(previousTrace, trace, cp.Step, manifest) != cp.Step))
                 {
@@ -184,6 +186,12 @@ public sealed class RunExecutor(PluginCatalog plugins, HarnessMetrics metrics, I
         yield return "probe_stretch";
         yield return "probe_event";
     }
+
+    /// <summary>Counts (HVPs, gradient evaluations, the interval, the event bitmask) are integers; the rest doubles.</summary>
+    public static MetricType ProbeCostType(string column) =>
+        column == "probe_event" || column.EndsWith("_hvps", StringComparison.Ordinal) || column.EndsWith("_grad_evals", StringComparison.Ordinal)
+        || (column.StartsWith("probe_", StringComparison.Ordinal) && column.EndsWith("_interval", StringComparison.Ordinal))
+            ? MetricType.Int64 : MetricType.Double;
 
     private void Train(RunCell cell, IModel model, IOptimizer optimizer,
         List<(ProbeSpec spec, IReadOnlyList<MetricSpec> metrics, IProbe probe)> probes, TraceWriter trace,
