@@ -3,13 +3,17 @@
 #  - libstdc++ with GLIBCXX_3.4.32 (TorchSharp 0.107's native library needs GCC 13's runtime)
 #  - the Fashion-MNIST IDX files (Debian package dataset-fashion-mnist)
 #  - optionally a Prometheus server (only with --with-prometheus; the test suite needs one)
+#  - optionally Slurm and MUNGE (only with --with-slurm; the Slurm array test needs them). Their daemons are not
+#    started or enabled here: the test starts its own, with its own configuration, and stops them.
 # Without root it prints the exact commands to run and exits non-zero.
 set -euo pipefail
 
 want_prometheus=0
+want_slurm=0
 for a in "$@"; do
   case "$a" in
     --with-prometheus) want_prometheus=1 ;;
+    --with-slurm) want_slurm=1 ;;
     *) echo "setup.sh: unknown option '$a'" >&2; exit 2 ;;
   esac
 done
@@ -30,14 +34,17 @@ dataset_ok() {
   [ -s "$dataset_dir/t10k-images-idx3-ubyte.gz" ] && [ -s "$dataset_dir/t10k-labels-idx1-ubyte.gz" ]
 }
 prometheus_ok() { command -v prometheus >/dev/null 2>&1; }
+slurm_ok() { [ -x /usr/sbin/slurmctld ] && [ -x /usr/sbin/slurmd ] && [ -x /usr/sbin/munged ] && command -v sbatch >/dev/null 2>&1; }
 
 todo=()
 libstdcxx_ok || todo+=(libstdcxx)
 dataset_ok || todo+=(dataset)
 [ "$want_prometheus" = 1 ] && ! prometheus_ok && todo+=(prometheus)
+[ "$want_slurm" = 1 ] && ! slurm_ok && todo+=(slurm)
 
 if [ ${#todo[@]} -eq 0 ]; then
-  say "machine ready (libstdc++ GLIBCXX_3.4.32, Fashion-MNIST${want_prometheus:+, prometheus})"
+  extra=""; [ "$want_prometheus" = 1 ] && extra+=", prometheus"; [ "$want_slurm" = 1 ] && extra+=", slurm"
+  say "machine ready (libstdc++ GLIBCXX_3.4.32, Fashion-MNIST$extra)"
   exit 0
 fi
 
@@ -58,6 +65,7 @@ if [ "$(id -u)" != 0 ]; then
       libstdcxx) [ "$codename" = bookworm ] && echo "$trixie_cmds" || echo "# install a libstdc++6 that provides GLIBCXX_3.4.32 (GCC >= 13)";;
       dataset) echo "apt-get install -y dataset-fashion-mnist";;
       prometheus) echo "apt-get install -y prometheus";;
+      slurm) echo "apt-get install -y --no-install-recommends slurm-wlm munge";;
     esac
   done
   exit 1
@@ -88,6 +96,17 @@ for t in "${todo[@]}"; do
       apt-get install -y -qq --no-install-recommends prometheus >/dev/null
       # the Debian package starts a system service on :9090 where systemd runs; the tests use their own
       systemctl disable --now prometheus >/dev/null 2>&1 || true
+      ;;
+    slurm)
+      apt_update; say "installing slurm-wlm and munge (their daemons are started by the Slurm test, not as services)"
+      # Keep the packages' maintainer scripts from starting munged/slurmctld/slurmd (no policy of our own if one exists).
+      policy=/usr/sbin/policy-rc.d; own_policy=0
+      if [ ! -e "$policy" ]; then printf '#!/bin/sh\nexit 101\n' > "$policy"; chmod +x "$policy"; own_policy=1; fi
+      rc=0; apt-get install -y -qq -o DPkg::Lock::Timeout=600 --no-install-recommends slurm-wlm munge >/dev/null || rc=$?
+      [ "$own_policy" = 1 ] && rm -f "$policy"
+      [ "$rc" = 0 ] || { say "apt-get install slurm-wlm munge failed (exit $rc)"; exit 1; }
+      for s in slurmctld slurmd munge; do systemctl disable --now "$s" >/dev/null 2>&1 || true; done
+      slurm_ok || { say "slurm-wlm and munge installed but slurmctld, slurmd, munged or sbatch is missing"; exit 1; }
       ;;
   esac
 done
