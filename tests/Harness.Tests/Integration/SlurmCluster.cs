@@ -23,7 +23,7 @@ public sealed class SlurmCluster : IDisposable
     public static void EnsureInstalled()
     {
         if (Installed()) return;
-        var (code, stdout, stderr) = Run("bash", [Path.Combine(Paths.RepoRoot, "scripts", "setup.sh"), "--with-slurm"], TimeSpan.FromMinutes(20));
+        var (code, stdout, stderr) = Exec.Run("bash", [Path.Combine(Paths.RepoRoot, "scripts", "setup.sh"), "--with-slurm"], TimeSpan.FromMinutes(20));
         Assert.AreEqual(0, code, "scripts/setup.sh --with-slurm could not install slurm-wlm and munge:\n" + stdout + stderr);
         Assert.IsTrue(Installed(), "slurm-wlm and munge are installed, but slurmctld, slurmd, munged or sbatch is still missing");
     }
@@ -125,13 +125,13 @@ public sealed class SlurmCluster : IDisposable
 
     /// <summary>Runs a Slurm client command against this cluster (SLURM_CONF set).</summary>
     public (int code, string stdout, string stderr) Slurm(string command, params string[] args) =>
-        Run(command, args, TimeSpan.FromSeconds(60), new() { ["SLURM_CONF"] = Config });
+        Exec.Run(command, args, TimeSpan.FromSeconds(60), new() { ["SLURM_CONF"] = Config });
 
     /// <summary>Submits with sbatch from <paramref name="workingDirectory"/> and returns the job id.</summary>
     public string Submit(string workingDirectory, IReadOnlyDictionary<string, string> environment, params string[] args)
     {
         var env = new Dictionary<string, string>(environment) { ["SLURM_CONF"] = Config };
-        var (code, stdout, stderr) = Run("sbatch", ["--parsable", .. args], TimeSpan.FromSeconds(60), env, workingDirectory);
+        var (code, stdout, stderr) = Exec.Run("sbatch", ["--parsable", .. args], TimeSpan.FromSeconds(60), env, workingDirectory);
         Assert.AreEqual(0, code, "sbatch failed:\n" + stdout + stderr + DaemonLogs());
         string id = stdout.Trim().Split(';')[0];
         Assert.IsTrue(id.Length > 0 && id.All(char.IsAsciiDigit), $"sbatch --parsable printed a job id: '{stdout}'");
@@ -182,25 +182,6 @@ public sealed class SlurmCluster : IDisposable
             d.Dispose();
         }
         _daemons.Clear();
-    }
-
-    /// <summary>Runs a command to its end (bounded): exit code, stdout, stderr.</summary>
-    public static (int code, string stdout, string stderr) Run(string exe, IEnumerable<string> args, TimeSpan timeout,
-        Dictionary<string, string>? env = null, string? workingDirectory = null)
-    {
-        var psi = new ProcessStartInfo(exe) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
-        if (workingDirectory is not null) psi.WorkingDirectory = workingDirectory;
-        foreach (var a in args) psi.ArgumentList.Add(a);
-        foreach (var (k, v) in env ?? []) psi.Environment[k] = v;
-        using var p = Process.Start(psi)!;
-        var stdout = p.StandardOutput.ReadToEndAsync();
-        var stderr = p.StandardError.ReadToEndAsync();
-        if (!p.WaitForExit(timeout))
-        {
-            p.Kill(true);
-            Assert.Fail($"{exe} {string.Join(" ", args)} did not finish in {timeout.TotalSeconds:0}s");
-        }
-        p.WaitForExit();
-        return (p.ExitCode, stdout.Result, stderr.Result);
+        try { Directory.Delete(Root, recursive: true); } catch (IOException) { } catch (UnauthorizedAccessException) { }
     }
 }
