@@ -124,6 +124,9 @@ public static class HarnessCli
         builder.Logging.AddSimpleConsole(c => { c.SingleLine = true; c.TimestampFormat = "HH:mm:ss "; });
         builder.Logging.Services.Configure<Microsoft.Extensions.Logging.Console.ConsoleLoggerOptions>(c => c.LogToStandardErrorThreshold = LogLevel.Trace);
         builder.Logging.AddFilter("Microsoft", LogLevel.Warning);
+        // While `run` shows live progress bars, log lines go through Spectre.Console above them, not around them.
+        builder.Logging.AddFilter<Microsoft.Extensions.Logging.Console.ConsoleLoggerProvider>((_, _) => !LiveConsoleLoggerProvider.Active);
+        builder.Logging.AddProvider(new LiveConsoleLoggerProvider());
         builder.Services.AddSingleton(Microsoft.Extensions.Options.Options.Create(o));
         builder.Services.AddSingleton<IValidateOptions<HarnessOptions>, HarnessOptionsValidator>();
         if (serve)
@@ -227,9 +230,9 @@ public static class HarnessCli
         if (interactive)
         {
             int count = MatrixExpander.Expand(spec).Count(c => (shard ?? Shard.All).Contains(c));
-            outcome = AnsiConsole.Progress().AutoClear(false).HideCompleted(false)
+            outcome = LiveConsoleLoggerProvider.During(() => AnsiConsole.Progress().AutoClear(false).HideCompleted(false)
                 .Columns(new TaskDescriptionColumn { Alignment = Justify.Left }, new ProgressBarColumn(), new PercentageColumn(), new RemainingTimeColumn(), new SpinnerColumn())
-                .Start(ctx => runner.Run(spec, new SpectreProgress(ctx, count), ct, shard, execute));
+                .Start(ctx => runner.Run(spec, new SpectreProgress(ctx, count), ct, shard, execute)));
         }
         else
             outcome = runner.Run(spec, new LogProgress(log), ct, shard, execute);
