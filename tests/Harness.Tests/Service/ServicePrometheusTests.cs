@@ -100,9 +100,9 @@ public sealed class ServicePrometheusTests
             CollectionAssert.AreEqual(new[] { "matrix", "optimizer", "model", "run" }, variables.Select(v => (string)v!["name"]!).ToArray());
             foreach (var v in variables)
             {
-                var m = Regex.Match((string)v!["query"]!, @"^label_values\((.+), (\w+)\)$");
-                Assert.IsTrue(m.Success, (string?)v["query"]);
-                var values = Instant(Substitute(m.Groups[1].Value)).Select(r => (string?)r!["metric"]![m.Groups[2].Value]).Distinct().ToList();
+                var lv = Regex.Match((string)v!["query"]!, @"^label_values\((.+), (\w+)\)$");
+                Assert.IsTrue(lv.Success, (string?)v["query"]);
+                var values = Instant(Substitute(lv.Groups[1].Value)).Select(r => (string?)r!["metric"]![lv.Groups[2].Value]).Distinct().ToList();
                 Assert.IsTrue(values.Count > 0 && values.All(x => x is not null), $"variable {v["name"]}: {string.Join(",", values)}");
             }
             // harness_run_info: legends read the swept values; defaults and values every run shares are not labels.
