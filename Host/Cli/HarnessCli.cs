@@ -125,7 +125,9 @@ public static class HarnessCli
         builder.Logging.Services.Configure<Microsoft.Extensions.Logging.Console.ConsoleLoggerOptions>(c => c.LogToStandardErrorThreshold = LogLevel.Trace);
         builder.Logging.AddFilter("Microsoft", LogLevel.Warning);
         // While `run` shows live progress bars, log lines go through Spectre.Console above them, not around them.
-        builder.Logging.AddFilter<Microsoft.Extensions.Logging.Console.ConsoleLoggerProvider>((_, _) => !LiveConsoleLoggerProvider.Active);
+        // (A provider-specific rule replaces the general ones for that provider, so it repeats them: Information, Microsoft.* Warning.)
+        builder.Logging.AddFilter<Microsoft.Extensions.Logging.Console.ConsoleLoggerProvider>((category, level) => !LiveConsoleLoggerProvider.Active
+            && level >= (category?.StartsWith("Microsoft", StringComparison.Ordinal) == true ? LogLevel.Warning : LogLevel.Information));
         builder.Logging.AddProvider(new LiveConsoleLoggerProvider());
         builder.Services.AddSingleton(Microsoft.Extensions.Options.Options.Create(o));
         builder.Services.AddSingleton<IValidateOptions<HarnessOptions>, HarnessOptionsValidator>();

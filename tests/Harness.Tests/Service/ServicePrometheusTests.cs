@@ -87,7 +87,12 @@ public sealed class ServicePrometheusTests
                 foreach (var q in missing.ToList())
                 {
                     string expr = Substitute(q);
-                    var body = http.GetStringAsync($"http://127.0.0.1:{promPort}/api/v1/query?query={Uri.EscapeDataString(expr)}").GetAwaiter().GetResult();
+                    HttpResponseMessage response;
+                    try { response = http.GetAsync($"http://127.0.0.1:{promPort}/api/v1/query?query={Uri.EscapeDataString(expr)}").GetAwaiter().GetResult(); }
+                    catch (HttpRequestException) { break; } // Prometheus not listening yet
+                    using var _ = response;
+                    if (response.StatusCode == System.Net.HttpStatusCode.ServiceUnavailable) break; // Prometheus still starting
+                    var body = response.EnsureSuccessStatusCode().Content.ReadAsStringAsync().GetAwaiter().GetResult();
                     var result = JsonNode.Parse(body)!["data"]?["result"]?.AsArray();
                     if (result is { Count: > 0 }) missing.Remove(q);
                 }
