@@ -6,15 +6,19 @@
 #    library, which needs no fontconfig but finds no text font on a minimal system without it)
 #  - optionally a Prometheus server (only with --with-prometheus; the test suite needs one)
 #  - optionally chromium (only with --with-browser; the report tests open the report in headless chromium)
+#  - optionally Slurm and MUNGE (only with --with-slurm; the Slurm array test needs them). Their daemons are not
+#    started or enabled here: the test starts its own, with its own configuration, and stops them.
 # Without root it prints the exact commands to run and exits non-zero.
 set -euo pipefail
 
 want_prometheus=0
 want_browser=0
+want_slurm=0
 for a in "$@"; do
   case "$a" in
     --with-prometheus) want_prometheus=1 ;;
     --with-browser) want_browser=1 ;;
+    --with-slurm) want_slurm=1 ;;
     *) echo "setup.sh: unknown option '$a'" >&2; exit 2 ;;
   esac
 done
@@ -37,6 +41,7 @@ dataset_ok() {
 prometheus_ok() { command -v prometheus >/dev/null 2>&1; }
 fonts_ok() { [ -s /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ]; }
 browser_ok() { command -v chromium >/dev/null 2>&1; }
+slurm_ok() { [ -x /usr/sbin/slurmctld ] && [ -x /usr/sbin/slurmd ] && [ -x /usr/sbin/munged ] && command -v sbatch >/dev/null 2>&1; }
 
 todo=()
 libstdcxx_ok || todo+=(libstdcxx)
@@ -44,11 +49,13 @@ dataset_ok || todo+=(dataset)
 fonts_ok || todo+=(fonts)
 [ "$want_prometheus" = 1 ] && ! prometheus_ok && todo+=(prometheus)
 [ "$want_browser" = 1 ] && ! browser_ok && todo+=(browser)
+[ "$want_slurm" = 1 ] && ! slurm_ok && todo+=(slurm)
 
 if [ ${#todo[@]} -eq 0 ]; then
   extras=""
   [ "$want_prometheus" = 1 ] && extras+=", prometheus"
   [ "$want_browser" = 1 ] && extras+=", chromium"
+  [ "$want_slurm" = 1 ] && extras+=", slurm"
   say "machine ready (libstdc++ GLIBCXX_3.4.32, Fashion-MNIST, fonts$extras)"
   exit 0
 fi
@@ -72,6 +79,7 @@ if [ "$(id -u)" != 0 ]; then
       prometheus) echo "apt-get install -y prometheus";;
       fonts) echo "apt-get install -y fonts-dejavu-core";;
       browser) echo "apt-get install -y chromium";;
+      slurm) echo "apt-get install -y --no-install-recommends slurm-wlm munge";;
     esac
   done
   exit 1
@@ -110,6 +118,17 @@ for t in "${todo[@]}"; do
     browser)
       apt_update; say "installing chromium (the report tests render the report headless)"
       apt-get install -y -qq --no-install-recommends chromium >/dev/null
+      ;;
+    slurm)
+      apt_update; say "installing slurm-wlm and munge (their daemons are started by the Slurm test, not as services)"
+      # Keep the packages' maintainer scripts from starting munged/slurmctld/slurmd (no policy of our own if one exists).
+      policy=/usr/sbin/policy-rc.d; own_policy=0
+      if [ ! -e "$policy" ]; then printf '#!/bin/sh\nexit 101\n' > "$policy"; chmod +x "$policy"; own_policy=1; fi
+      rc=0; apt-get install -y -qq -o DPkg::Lock::Timeout=600 --no-install-recommends slurm-wlm munge >/dev/null || rc=$?
+      [ "$own_policy" = 1 ] && rm -f "$policy"
+      [ "$rc" = 0 ] || { say "apt-get install slurm-wlm munge failed (exit $rc)"; exit 1; }
+      for s in slurmctld slurmd munge; do systemctl disable --now "$s" >/dev/null 2>&1 || true; done
+      slurm_ok || { say "slurm-wlm and munge installed but slurmctld, slurmd, munged or sbatch is missing"; exit 1; }
       ;;
   esac
 done

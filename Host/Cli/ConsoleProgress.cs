@@ -3,6 +3,7 @@ using System.Diagnostics;
 using System.Globalization;
 using Harness.Host.Matrix;
 using Harness.Host.Output;
+using Harness.Host.Telemetry;
 using Harness.Host.Training;
 using Microsoft.Extensions.Logging;
 using Spectre.Console;
@@ -10,39 +11,120 @@ using Spectre.Console;
 namespace Harness.Host.Cli;
 
 /// <summary>Live progress on an interactive terminal: a bar per run (steps/s, ETA, last loss, sharpness and edge
-/// ratio) and one for the matrix.</summary>
+/// ratio) and one for the matrix, which counts steps (every run's steps + its final row), so it moves while runs train.
+/// Runs are labelled by their swept values only (<see cref="SweptParameters"/>).</summary>
 public sealed class SpectreProgress(ProgressContext ctx, int runCount) : IRunProgress
 {
-    private readonly ProgressTask _matrix = ctx.AddTask("[bold]matrix[/]", maxValue: runCount);
+    private readonly ProgressTask _matrix = ctx.AddTask("[bold]matrix[/]", maxValue: Math.Max(runCount, 1));
     private readonly ConcurrentDictionary<string, (ProgressTask task, Stopwatch clock)> _tasks = new();
     private readonly ConcurrentDictionary<string, double> _lastProbe = new();
+    private readonly ConcurrentDictionary<string, long> _counted = new();
+    private readonly object _gate = new();
+    private bool _sized;
 
-    public void RunStarted(RunCell cell, long steps) =>
-        _tasks[cell.RunId] = (ctx.AddTask(Markup.Escape(cell.Label), maxValue: steps + 1), Stopwatch.StartNew());
+    private static string Label(RunCell cell) => SweptParameters.Of(cell.Matrix).Label(cell);
+
+    /// <summary>Every cell of a matrix has the same number of steps, so the matrix total is known from the first one.</summary>
+    private void Size(RunCell cell)
+    {
+        lock (_gate)
+        {
+            if (_sized) return;
+            _matrix.MaxValue = (double)runCount * (cell.Matrix.Training.Steps + 1);
+            _matrix.Description = $"[bold]matrix[/] {runCount} run(s) × {cell.Matrix.Training.Steps} steps";
+            _sized = true;
+        }
+    }
+
+    /// <summary>Adds the steps of a run done since the last call (a resumed run counts its checkpointed steps once).</summary>
+    private void Count(RunCell cell, long rows)
+    {
+        long before = _counted.GetOrAdd(cell.RunId, 0);
+        if (rows <= before) return;
+        _counted[cell.RunId] = rows;
+        lock (_gate) _matrix.Increment(rows - before);
+    }
+
+    public void RunStarted(RunCell cell, long steps)
+    {
+        Size(cell);
+        _tasks[cell.RunId] = (ctx.AddTask(Markup.Escape(Label(cell)), maxValue: steps + 1), Stopwatch.StartNew());
+    }
 
     public void RunStep(RunCell cell, long step, double loss, IReadOnlyDictionary<string, double> probes)
     {
         if (!_tasks.TryGetValue(cell.RunId, out var t)) return;
         foreach (var (k, v) in probes) _lastProbe[cell.RunId + k] = v;
         t.task.Value = step + 1;
+        Count(cell, step + 1);
         double rate = (step + 1) / Math.Max(t.clock.Elapsed.TotalSeconds, 1e-9);
-        t.task.Description = Markup.Escape($"{cell.Label} | {rate:F1} st/s | loss {loss:G4}{Probe(cell, "sharpness", "λ1")}{Probe(cell, "edge_ratio", "λ1/thr")}{Probe(cell, "precond_edge_ratio", "λ̃1/thr")}");
+        t.task.Description = Markup.Escape($"{Label(cell)} | {rate:F1} st/s | loss {loss:G4}{Probe(cell, "sharpness", "λ1")}{Probe(cell, "edge_ratio", "λ1/thr")}{Probe(cell, "precond_edge_ratio", "λ̃1/thr")}");
     }
 
     public void RunEnded(RunCell cell, RunManifest manifest)
     {
         if (_tasks.TryGetValue(cell.RunId, out var t))
         {
-            t.task.Description = Markup.Escape($"{cell.Label} | {manifest.Status.ToString().ToLowerInvariant()}");
+            t.task.Description = Markup.Escape($"{Label(cell)} | {manifest.Status.ToString().ToLowerInvariant()}");
             t.task.StopTask();
         }
-        _matrix.Increment(1);
+        // A run that ended early (target reached, diverged, failed) leaves no steps to do.
+        Size(cell);
+        Count(cell, cell.Matrix.Training.Steps + 1);
     }
 
-    public void RunSkipped(RunCell cell, RunManifest manifest) => _matrix.Increment(1);
+    public void RunSkipped(RunCell cell, RunManifest manifest)
+    {
+        Size(cell);
+        Count(cell, cell.Matrix.Training.Steps + 1);
+    }
 
     private string Probe(RunCell cell, string key, string label) =>
         _lastProbe.TryGetValue(cell.RunId + key, out var v) ? $" | {label} {v.ToString("G4", CultureInfo.InvariantCulture)}" : "";
+}
+
+/// <summary>Log lines while a live progress display is on screen: written through Spectre.Console (above the live
+/// bars, which are redrawn below them) instead of straight to the terminal, where they would tear the display.
+/// <see cref="During{T}"/> turns it on; the console logger is filtered off meanwhile (see <c>HarnessCli</c>).</summary>
+public sealed class LiveConsoleLoggerProvider : ILoggerProvider
+{
+    private static volatile bool _active;
+
+    /// <summary>True while a live display runs: the ordinary console logger stays silent, this one writes.</summary>
+    public static bool Active => _active;
+
+    /// <summary>Runs <paramref name="live"/> (which shows a live display) with log lines routed through it.</summary>
+    public static T During<T>(Func<T> live)
+    {
+        _active = true;
+        try { return live(); }
+        finally { _active = false; }
+    }
+
+    public ILogger CreateLogger(string categoryName) => new LiveLogger(categoryName);
+
+    public void Dispose() { }
+
+    private sealed class LiveLogger(string category) : ILogger
+    {
+        public IDisposable? BeginScope<TState>(TState state) where TState : notnull => null;
+
+        public bool IsEnabled(LogLevel logLevel) => _active && logLevel != LogLevel.None;
+
+        public void Log<TState>(LogLevel logLevel, EventId eventId, TState state, Exception? exception, Func<TState, Exception?, string> formatter)
+        {
+            if (!IsEnabled(logLevel)) return;
+            string level = logLevel switch
+            {
+                LogLevel.Trace => "trce", LogLevel.Debug => "dbug", LogLevel.Information => "info",
+                LogLevel.Warning => "warn", LogLevel.Error => "fail", _ => "crit",
+            };
+            string color = logLevel switch { LogLevel.Warning => "yellow", >= LogLevel.Error => "red", _ => "grey" };
+            string line = $"{DateTime.Now:HH:mm:ss} {level}: {category}[{eventId.Id}] {formatter(state, exception)}"
+                + (exception is null ? "" : " " + exception.GetType().Name + ": " + exception.Message);
+            AnsiConsole.MarkupLine($"[{color}]{Markup.Escape(line)}[/]");
+        }
+    }
 }
 
 /// <summary>Progress as log lines (non-interactive terminals, CI, the service): one line per run every 10 s.</summary>

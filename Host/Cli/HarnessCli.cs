@@ -133,6 +133,11 @@ public static class HarnessCli
         builder.Logging.AddFilter("Microsoft", LogLevel.Warning);
         // Unhandled request exceptions are logged once, with the trace id the client sees (ServiceApi.DescribeProblem).
         builder.Logging.AddFilter("Microsoft.AspNetCore.Diagnostics", LogLevel.None);
+        // While `run` shows live progress bars, log lines go through Spectre.Console above them, not around them.
+        // (A provider-specific rule replaces the general ones for that provider, so it repeats them: Information, Microsoft.* Warning.)
+        builder.Logging.AddFilter<Microsoft.Extensions.Logging.Console.ConsoleLoggerProvider>((category, level) => !LiveConsoleLoggerProvider.Active
+            && level >= (category?.StartsWith("Microsoft", StringComparison.Ordinal) == true ? LogLevel.Warning : LogLevel.Information));
+        builder.Logging.AddProvider(new LiveConsoleLoggerProvider());
         builder.Services.AddSingleton(Microsoft.Extensions.Options.Options.Create(o));
         builder.Services.AddSingleton<IValidateOptions<HarnessOptions>, HarnessOptionsValidator>();
         if (serve)
@@ -251,9 +256,9 @@ public static class HarnessCli
         if (interactive)
         {
             int count = MatrixExpander.Expand(spec).Count(c => (shard ?? Shard.All).Contains(c));
-            outcome = AnsiConsole.Progress().AutoClear(false).HideCompleted(false)
+            outcome = LiveConsoleLoggerProvider.During(() => AnsiConsole.Progress().AutoClear(false).HideCompleted(false)
                 .Columns(new TaskDescriptionColumn { Alignment = Justify.Left }, new ProgressBarColumn(), new PercentageColumn(), new RemainingTimeColumn(), new SpinnerColumn())
-                .Start(ctx => runner.Run(spec, new SpectreProgress(ctx, count), ct, shard, execute));
+                .Start(ctx => runner.Run(spec, new SpectreProgress(ctx, count), ct, shard, execute)));
         }
         else
             outcome = runner.Run(spec, new LogProgress(log), ct, shard, execute);

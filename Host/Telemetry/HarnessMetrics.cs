@@ -38,6 +38,7 @@ public sealed class HarnessMetrics : IDisposable
         ["harness.stability_threshold"] = "the optimizer's stability threshold at η_t",
         ["harness.run_progress"] = "fraction of the run's steps done (0..1)",
         ["harness.run_status"] = "1 for the run's current status label (running, completed, diverged, failed, interrupted)",
+        ["harness.run_info"] = "1, labelled with the run's swept hyperparameters and seeds and a short label 'config' (e.g. adam lr=0.0003)",
     };
 
     public HarnessMetrics()
@@ -48,6 +49,8 @@ public sealed class HarnessMetrics : IDisposable
         _meter.CreateObservableGauge("harness.stability_threshold", () => Observe(r => r.Threshold), description: FixedGauges["harness.stability_threshold"]);
         _meter.CreateObservableGauge("harness.run_progress", () => Observe(r => r.Progress), description: FixedGauges["harness.run_progress"]);
         _meter.CreateObservableGauge("harness.run_status", ObserveStatus, description: FixedGauges["harness.run_status"]);
+        _meter.CreateObservableGauge("harness.run_info", () => Reported().Select(r => new Measurement<double>(1, r.InfoTags)),
+            description: FixedGauges["harness.run_info"]);
         _steps = _meter.CreateCounter<long>("harness.steps", description: "optimizer steps taken");
         _runsEnded = _meter.CreateCounter<long>("harness.runs_ended", description: "runs that ended, by status");
         _stepDuration = _meter.CreateHistogram<double>("harness.step.duration", unit: "s", description: "wall time of one optimizer step (gradient + update)",
@@ -127,8 +130,22 @@ public sealed class RunGauges(RunCell cell)
     [
         new("matrix", cell.MatrixName), new("run", cell.RunId), new("optimizer", cell.Optimizer), new("model", cell.Model),
     ];
+    /// <summary>The tags of harness_run_info: <see cref="Tags"/>, <c>config</c> (the swept-values label) and one label per
+    /// swept hyperparameter or seed of the matrix (optimizer_lr, model_width, tuner_sigma, seed_init, …).</summary>
+    public KeyValuePair<string, object?>[] InfoTags { get; } = RunInfo(cell);
     public volatile string Status = "running";
     public DateTime? EndedUtc;
     public double Loss = double.NaN, GradNorm = double.NaN, LearningRate = double.NaN, Threshold = double.NaN, Progress;
     public readonly ConcurrentDictionary<string, double> Probe = new();
+
+    private static KeyValuePair<string, object?>[] RunInfo(RunCell cell)
+    {
+        var swept = SweptParameters.Of(cell.Matrix);
+        return
+        [
+            new("matrix", cell.MatrixName), new("run", cell.RunId), new("optimizer", cell.Optimizer), new("model", cell.Model),
+            new("config", swept.Label(cell)),
+            .. swept.For(cell).Select(kv => new KeyValuePair<string, object?>(SweptParameters.LabelName(kv.Key), kv.Value)),
+        ];
+    }
 }
