@@ -24,6 +24,12 @@ public sealed class SpectreProgress(ProgressContext ctx, int runCount) : IRunPro
 
     private static string Label(RunCell cell) => SweptParameters.Of(cell.Matrix).Label(cell);
 
+    /// <summary>The matrix bar (value and maximum in steps).</summary>
+    public ProgressTask Matrix => _matrix;
+
+    /// <summary>The bar of a run that started, or null.</summary>
+    public ProgressTask? RunTask(RunCell cell) => _tasks.TryGetValue(cell.RunId, out var t) ? t.task : null;
+
     /// <summary>Every cell of a matrix has the same number of steps, so the matrix total is known from the first one.</summary>
     private void Size(RunCell cell)
     {

@@ -10,6 +10,8 @@ namespace Harness.Tests.Service;
 [TestClass]
 public sealed class ServicePrometheusTests
 {
+    public TestContext TestContext { get; set; } = null!;
+
     private static IEnumerable<string> Expressions(JsonNode? node)
     {
         if (node is JsonObject o)
@@ -109,6 +111,11 @@ public sealed class ServicePrometheusTests
                 Assert.IsTrue(lv.Success, (string?)v["query"]);
                 var values = Instant(Substitute(lv.Groups[1].Value)).Select(r => (string?)r!["metric"]![lv.Groups[2].Value]).Distinct().ToList();
                 Assert.IsTrue(values.Count > 0 && values.All(x => x is not null), $"variable {v["name"]}: {string.Join(",", values)}");
+            }
+            foreach (var q in queries)
+            {
+                var result = Instant(Substitute(q));
+                TestContext.WriteLine($"{result.Count} series: {string.Join("; ", result.Select(r => $"{r!["metric"]!["config"]} = {r["value"]![1]}"))}  <- {q}");
             }
             // harness_run_info: legends read the swept values; defaults and values every run shares are not labels.
             var info = Instant("harness_run_info{matrix=\"prom\"}");
