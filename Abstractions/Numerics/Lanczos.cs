@@ -78,6 +78,7 @@ public static class Lanczos
         var leaks = new List<(int Column, Tensor Vector)>();
         int chainStart = 0;          // first basis index of the current chain
         bool checking = false;       // the current chain is a check chain
+        bool recovering = false;     // a check was interrupted: expand with residual vectors until the wanted pairs converge
         double[] reference = [];     // wanted values when the check chain started
         int fresh = 0;
 
@@ -102,16 +103,18 @@ public static class Lanczos
             var residual = new double[m];
             foreach (int i in Wanted(options, m)) residual[i] = Residual(evecs, i, m, leaks, gram);
 
-            bool wantedConverged = m >= need && Wanted(options, m).All(i => residual[i] <= tol * Math.Max(
-                i == 0 && options.Smallest && options.SmallestRelativeToScale ? scale : Math.Abs(evals[i]), 1e-300));
+            double Allowed(int i) => tol * Math.Max(i == 0 && options.Smallest && options.SmallestRelativeToScale ? scale : Math.Abs(evals[i]), 1e-300);
+            bool wantedConverged = m >= need && Wanted(options, m).All(i => residual[i] <= Allowed(i));
             var values = WantedValues(options, evals, topK);
-            bool moved = checking && values.Zip(reference).Any(p => Math.Abs(p.First - p.Second) > tol * Math.Max(Math.Abs(p.Second), 1e-300));
+            // A wanted value moved when it changed by more than its own convergence tolerance.
+            bool moved = checking && values.Select((v, k) => Math.Abs(v - reference[k]) > tol * Math.Max(
+                k == topK && options.SmallestRelativeToScale ? scale : Math.Abs(reference[k]), 1e-300)).Any(b => b);
             bool exhausted = m == n;
             bool breakdown = beta <= 64 * eps * Math.Max(productNorm, scale);
 
             bool done = false, converged = false;
             if (exhausted) { done = true; converged = wantedConverged; }
-            else if (checking && moved) checking = false; // the check found something: converge it, then check again
+            else if (checking && moved) { checking = false; recovering = true; } // the check found something: converge it, then check again
             else if (checking)
             {
                 // The check chain is Lanczos on the deflated operator: its block of H is tridiagonal and its residuals
@@ -122,7 +125,7 @@ public static class Lanczos
                 bool topDone = beta * Math.Abs(cvec[len - 1, len - 1]) <= chainTol;
                 bool bottomDone = !options.Smallest || (len >= 2 || breakdown) && beta * Math.Abs(cvec[len - 1, 0]) <= chainTol;
                 if (topDone && bottomDone && wantedConverged) { done = true; converged = true; }
-                else if (topDone && bottomDone) checking = false;
+                else if (topDone && bottomDone) { checking = false; recovering = true; }
             }
             if (!done && j == maxIter - 1) done = true;
             if (done)
@@ -130,10 +133,11 @@ public static class Lanczos
 
             // Next basis vector: the Lanczos continuation, or a fresh random direction orthogonal to the basis.
             bool startCheck = !checking && wantedConverged;
+            if (wantedConverged) recovering = false;
             Tensor next;
             if (startCheck || breakdown)
             {
-                if (beta > 0) leaks.Add((j, w.clone()));
+                if (!breakdown) leaks.Add((j, w.clone()));
                 var z = randn(n, dtype: dtype, device: dev, generator: gen);
                 z = z - known.T.mv(known.mv(z));
                 z = z - known.T.mv(known.mv(z));
@@ -141,6 +145,17 @@ public static class Lanczos
                 chainStart = m;
                 fresh++;
                 if (startCheck) { checking = true; reference = values; }
+            }
+            else if (recovering && leaks.Count > 0)
+            {
+                // The remainders of earlier chains are not in the basis, so continuing the current chain need not reduce
+                // the residual of a wanted pair built from several chains: expand with the residual vector (AQ − QH)y of
+                // the worst one (what a Lanczos step does for a single chain) and keep the current remainder as a leak.
+                int worst = Wanted(options, m).MaxBy(i => residual[i] / Allowed(i));
+                var ry = LeakCombination(evecs, worst, m, leaks, w);
+                leaks.Add((j, w.clone()));
+                ry = ry - known.T.mv(known.mv(ry));
+                next = Normalised(ry);
             }
             else next = Normalised(w);
             foreach (var (_, leak) in leaks)
@@ -206,6 +221,19 @@ public static class Lanczos
         for (int a = 0; a <= l; a++)
             for (int b = 0; b <= l; b++) s += y[a] * gram[a, b] * y[b];
         return Math.Sqrt(Math.Max(s, 0));
+    }
+
+    /// <summary>(AQ − QH) y for the Ritz vector y = column i.</summary>
+    private static Tensor LeakCombination(double[,] evecs, int i, int m, List<(int Column, Tensor Vector)> leaks, Tensor remainder)
+    {
+        using var last = evecs[m - 1, i].ToScalar();
+        var r = remainder.mul(last);
+        foreach (var (column, leak) in leaks)
+        {
+            using var c = evecs[column, i].ToScalar();
+            r = r.add(leak.mul(c));
+        }
+        return r;
     }
 
     private static double[,] LeakGram(List<(int Column, Tensor Vector)> leaks, Tensor remainder)

@@ -132,7 +132,8 @@ public sealed class LanczosTests
             using var inner = NewDisposeScope();
             var r = Lanczos.Run(op, new LanczosOptions(200, 1e-3), seed: seed);
             products.Add(r.Iterations);
-            if (!r.Converged || System.Math.Abs(r.Top[0].Value - 1.01) > 1e-3 * 1.01) wrong.Add($"seed {seed}: {r.Top[0].Value} after {r.Iterations}");
+            if (!r.Converged || System.Math.Abs(r.Top[0].Value - 1.01) > 1e-3 * 1.01)
+                wrong.Add($"seed {seed}: {r.Top[0].Value} (residual {r.Top[0].Residual:E2}) after {r.Iterations}, {r.FreshChains} fresh chains");
         }
         Assert.AreEqual(0, wrong.Count, string.Join("\n", wrong));
         Console.WriteLine($"products per run: mean {products.Average():F1}, max {products.Max()}");
