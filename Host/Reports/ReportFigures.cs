@@ -15,6 +15,8 @@ public static class ReportFigures
 {
     public const int Width = 900, Height = 450;
 
+    private enum Style { Line, Marked, Thin }
+
     static ReportFigures() => Fonts.Default = "DejaVu Sans";
 
     public static IReadOnlyList<Figure> Draw(ReportData data)
@@ -22,17 +24,17 @@ public static class ReportFigures
         var figures = new List<Figure>();
         var configs = data.Configurations();
         Add(figures, Curves(data, configs, "loss", "Training loss", "median over seeds, shaded: 90 % bootstrap interval of the median",
-            [("train_loss", LinePattern.Solid)], logY: true, yLabel: "train_loss"));
+            [("train_loss", Style.Line)], logY: true, yLabel: "train_loss"));
         Add(figures, Curves(data, configs, "sharpness", "Sharpness and stability threshold",
-            "solid: raw λ1(H) (sharpness); dashed: preconditioned λ1(P^-1/2 H P^-1/2) (precond_sharpness); dotted: the optimizer's threshold",
-            [("sharpness", LinePattern.Solid), ("precond_sharpness", LinePattern.Dashed), ("threshold", LinePattern.Dotted)], logY: true, yLabel: "eigenvalue",
+            "thick line: raw λ1(H) (sharpness); line with circles: preconditioned λ1(P^-1/2 H P^-1/2) (precond_sharpness); thin line: the optimizer's threshold",
+            [("sharpness", Style.Line), ("precond_sharpness", Style.Marked), ("threshold", Style.Thin)], logY: true, yLabel: "eigenvalue",
             requireAny: ["sharpness", "precond_sharpness"]));
         Add(figures, Curves(data, configs, "edge_ratio", "Edge ratio (sharpness / threshold)",
-            "solid: edge_ratio (unpreconditioned optimizers), dashed: precond_edge_ratio; the line marks 1",
-            [("edge_ratio", LinePattern.Solid), ("precond_edge_ratio", LinePattern.Dashed)], logY: false, yLabel: "ratio", reference: 1));
+            "thick line: edge_ratio (unpreconditioned optimizers), line with circles: precond_edge_ratio; the black line marks 1",
+            [("edge_ratio", Style.Line), ("precond_edge_ratio", Style.Marked)], logY: false, yLabel: "ratio", reference: 1));
         if (data.Runs.Any(r => r.Trace?.Column("lr") is { } lr && lr.Where(v => v is not null).Select(v => v!.Value).Distinct().Count() > 1))
             Add(figures, Curves(data, configs, "learning_rate", "Learning rate η_t", "runs whose η changes (schedules, tuners)",
-                [("lr", LinePattern.Solid)], logY: true, yLabel: "lr"));
+                [("lr", Style.Line)], logY: true, yLabel: "lr"));
         if (data.Runs.Any(r => r.Summary.TargetLoss is not null))
         {
             Add(figures, TimeToTarget(data, configs));
@@ -45,7 +47,7 @@ public static class ReportFigures
     private static void Add(List<Figure> figures, Figure? f) { if (f is not null) figures.Add(f); }
 
     private static Figure? Curves(ReportData data, IReadOnlyList<IGrouping<string, RunRecord>> configs, string id, string title, string caption,
-        (string Column, LinePattern Pattern)[] columns, bool logY, string yLabel, double? reference = null, string[]? requireAny = null)
+        (string Column, Style Style)[] columns, bool logY, string yLabel, double? reference = null, string[]? requireAny = null)
     {
         if (requireAny is not null && !data.Runs.Any(r => requireAny.Any(c => r.Trace?.Column(c)?.Any(v => v is not null) == true))) return null;
         var plt = new Plot();
@@ -56,7 +58,7 @@ public static class ReportFigures
         {
             var color = palette.GetColor(colorIndex++);
             string name = data.ConfigurationName(config.First());
-            foreach (var (column, pattern) in columns)
+            foreach (var (column, style) in columns)
             {
                 if (SeriesAggregator.Band(name, config.ToList(), column) is not { } band) continue;
                 var keep = Enumerable.Range(0, band.Steps.Length).Where(i => !logY || (band.Median[i] > 0 && band.Low[i] > 0)).ToArray();
@@ -74,8 +76,10 @@ public static class ReportFigures
                 var line = s.X.Length == 1 ? (IHasLine)plt.Add.Scatter(s.X, s.Y.Select(f).ToArray()) : plt.Add.ScatterLine(s.X, s.Y.Select(f).ToArray());
                 var scatter = (ScottPlot.Plottables.Scatter)line;
                 scatter.Color = color;
-                scatter.LineWidth = column == "threshold" ? 1.5f : 2;
-                scatter.LinePattern = pattern;
+                // Line patterns (dashes) are lost in Skia's SVG output, so series are told apart by width and markers.
+                scatter.LineWidth = style == Style.Thin ? 1 : 2;
+                scatter.MarkerShape = style == Style.Marked ? MarkerShape.OpenCircle : MarkerShape.None;
+                scatter.MarkerSize = style == Style.Marked ? 5 : 0;
                 scatter.LegendText = columns.Length > 1 ? $"{name}: {column}" : name;
             }
         }
@@ -83,7 +87,6 @@ public static class ReportFigures
         if (reference is { } r)
         {
             var hl = plt.Add.HorizontalLine(logY ? Math.Log10(r) : r);
-            hl.LinePattern = LinePattern.Dotted;
             hl.Color = Colors.Black;
             hl.LineWidth = 1.5f;
         }

@@ -48,7 +48,9 @@ public sealed class EndToEndTests
             Assert.AreEqual(0, first.ExitCode, first.Output);
 
         string matrixDir = Path.Combine(results, "e2e");
-        var runDirs = Directory.GetDirectories(matrixDir).Select(Path.GetFileName).Order(StringComparer.Ordinal).ToList();
+        // Beside the run folders: report/ (docs/reports.md), written at the end of the run.
+        Assert.IsTrue(File.Exists(Path.Combine(matrixDir, "report", "report.html")), "the run ends by writing the report");
+        var runDirs = Directory.GetDirectories(matrixDir).Select(Path.GetFileName).Where(d => d != "report").Order(StringComparer.Ordinal).ToList();
         Assert.HasCount(4, runDirs, string.Join(", ", runDirs));
 
         foreach (var runId in runDirs)
@@ -114,17 +116,21 @@ public sealed class EndToEndTests
     private static void CheckTrace(string path, string model, double lr)
     {
         var columns = DuckDb.Describe(path);
-        string[] expectedFirst = ["step", "time_s", "lr", "threshold", "train_loss", "grad_norm", "step_seconds"];
+        string[] expectedFirst = ["step", "matrix", "run_id", "time_s", "lr", "threshold", "train_loss", "grad_norm", "step_seconds"];
         CollectionAssert.AreEqual(expectedFirst, columns.Take(expectedFirst.Length).Select(c => c.Name).ToList(), path);
         foreach (var c in new[] { "sharpness", "sharpness_residual", "sharpness_iterations", "edge_ratio",
                                   "train_accuracy", "test_loss", "test_accuracy",
                                   "probe_sharpness_seconds", "probe_sharpness_hvps", "probe_accuracy_seconds", "probe_accuracy_hvps" })
             Assert.IsTrue(columns.Any(x => x.Name == c), $"{path}: no column {c} in {string.Join(", ", columns.Select(x => x.Name))}");
-        Assert.AreEqual("BIGINT", columns[0].Type);
-        Assert.IsTrue(columns.Skip(1).All(c => c.Type == "DOUBLE"), string.Join(", ", columns));
+        // Counts are integers, flags booleans, the rest doubles (docs/parquet.md; every type is checked in ParquetDocsTests).
+        string[] counts = ["step", "sharpness_iterations", "probe_sharpness_hvps", "probe_sharpness_grad_evals", "probe_sharpness_interval",
+                           "probe_accuracy_hvps", "probe_accuracy_grad_evals", "probe_accuracy_interval", "probe_event"];
+        string[] flags = ["sharpness_converged", "edge_crossing"];
+        foreach (var (name, type) in columns)
+            Assert.AreEqual(name is "matrix" or "run_id" ? "VARCHAR" : counts.Contains(name) ? "BIGINT" : flags.Contains(name) ? "BOOLEAN" : "DOUBLE", type, $"{path}: {name}");
         var schema = DuckDb.Schema(path);
-        Assert.AreEqual("REQUIRED", schema["step"].Repetition);
-        Assert.IsTrue(schema.Where(kv => kv.Key != "step").All(kv => kv.Value.Repetition == "OPTIONAL"));
+        foreach (var required in new[] { "step", "matrix", "run_id" }) Assert.AreEqual("REQUIRED", schema[required].Repetition, required);
+        Assert.IsTrue(schema.Where(kv => kv.Key is not ("step" or "matrix" or "run_id")).All(kv => kv.Value.Repetition == "OPTIONAL"));
 
         var rows = DuckDb.ReadParquet(path);
         CollectionAssert.AreEqual(Enumerable.Range(0, (int)Steps + 1).Select(i => (long)i).ToList(),

@@ -169,7 +169,7 @@ public sealed class ProbeCatalogueTests
         using var conn = new DuckDB.NET.Data.DuckDBConnection("DataSource=:memory:");
         conn.Open();
         using var cmd = conn.CreateCommand();
-        cmd.CommandText = $"SELECT * FROM read_parquet('{path.Replace("'", "''")}') ORDER BY step";
+        cmd.CommandText = $"SELECT * EXCLUDE (matrix, run_id) FROM read_parquet('{path.Replace("'", "''")}') ORDER BY step";
         using var reader = cmd.ExecuteReader();
         var result = new Dictionary<string, List<double?>>();
         for (int c = 0; c < reader.FieldCount; c++) result[reader.GetName(c)] = new List<double?>();
