@@ -52,11 +52,13 @@ public sealed class Quadratic : IModel
                 var g = randn(p, p, dtype: ScalarType.Float64, generator: new TorchSharp.torch.Generator((ulong)ctx.DataSeed));
                 var (q, _) = linalg.qr(g);
                 a = q.matmul(a).matmul(q.T);
-                a = (a + a.T) / 2;
+                using var two = 2.ToScalar();
+                a = (a + a.T).div(two);
             }
             A = a.to(ctx.DType, ctx.Device).MoveToOuterDisposeScope();
             var gen = new TorchSharp.torch.Generator((ulong)ctx.InitSeed);
-            _theta = (randn(p, dtype: ScalarType.Float64, generator: gen) * hp.Real("init_scale"))
+            using var initScale = hp.Real("init_scale").ToScalar();
+            _theta = randn(p, dtype: ScalarType.Float64, generator: gen).mul(initScale)
                 .to(ctx.DType, ctx.Device).requires_grad_(true).MoveToOuterDisposeScope();
         }
         A = A.DetachFromDisposeScope();
@@ -72,7 +74,10 @@ public sealed class Quadratic : IModel
     public Dataset Train { get; } = new(null, null, 1);
     public Dataset? Test => null;
 
-    public Tensor Loss(Dataset batch) => 0.5 * _theta.dot(A.mv(_theta));
+    // Explicit, process-lifetime Scalar: a double converted implicitly for a native call can be finalized during it.
+    private static readonly Scalar Half = 0.5.ToScalar();
+
+    public Tensor Loss(Dataset batch) => _theta.dot(A.mv(_theta)).mul(Half);
     public double? Accuracy(Dataset batch) => null;
 
     public void Dispose() { _theta.Dispose(); A.Dispose(); }

@@ -43,6 +43,8 @@ public sealed class TinyTransformer : IModel
     private readonly int _heads, _vocab;
     private readonly bool _causal;
     private readonly string _loss;
+    // Explicit, process-lifetime Scalar: a double converted implicitly for a native call can be finalized during it.
+    private static readonly Scalar NegativeInfinity = double.NegativeInfinity.ToScalar();
 
     public TinyTransformer(ModelContext ctx)
     {
@@ -110,8 +112,9 @@ public sealed class TinyTransformer : IModel
             var h = Norm(x, b.Ln1);
             Tensor Heads(Tensor w) => nn.functional.linear(h, w).view(n, t, _heads, dh).transpose(1, 2);   // N×H×T×dh
             var q = Heads(b.Wq); var k = Heads(b.Wk); var v = Heads(b.Wv);
-            var scores = q.matmul(k.transpose(2, 3)) / Math.Sqrt(dh);
-            if (mask is not null) scores = scores.masked_fill(mask, double.NegativeInfinity);
+            using var scale = Math.Sqrt(dh).ToScalar();
+            var scores = q.matmul(k.transpose(2, 3)).div(scale);
+            if (mask is not null) scores = scores.masked_fill(mask, NegativeInfinity);
             var attn = scores.softmax(-1).matmul(v).transpose(1, 2).reshape(n, t, d);
             x = x + nn.functional.linear(attn, b.Wo);
             h = Norm(x, b.Ln2);

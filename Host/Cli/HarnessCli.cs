@@ -71,9 +71,11 @@ public static class HarnessCli
         {
             var dir = p.GetValue(dirArg)!;
             if (!Directory.Exists(dir)) { Console.Error.WriteLine($"error: folder '{dir}' does not exist"); return 2; }
-            int n = SummaryWriter.Write(dir);
+            var unreadable = new List<string>();
+            int n = SummaryWriter.Write(dir, unreadable);
             Console.WriteLine($"{Path.Combine(dir, "summary.parquet")}: {n} run(s)");
-            return 0;
+            foreach (var u in unreadable) Console.Error.WriteLine($"warning: {u}; this run is not in the summary");
+            return unreadable.Count == 0 ? 0 : 1;
         });
         root.Subcommands.Add(summary);
         root.Subcommands.Add(BenchCommand.Create(Plugins));

@@ -12,15 +12,35 @@ public static class SummaryWriter
 {
     public static readonly string[] StringColumns = ["run_id", "matrix", "label", "optimizer", "model", "status", "reason", "optimizer_hyperparameters", "model_hyperparameters"];
 
-    public static IReadOnlyList<RunManifest> LoadManifests(string matrixDir) =>
-        Directory.Exists(matrixDir)
-            ? Directory.GetDirectories(matrixDir).Select(d => RunManifest.TryLoad(Path.Combine(d, "manifest.json")))
-                .OfType<RunManifest>().OrderBy(m => m.RunId, StringComparer.Ordinal).ToList()
-            : [];
+    public static IReadOnlyList<RunManifest> LoadManifests(string matrixDir) => LoadManifests(matrixDir, null);
 
-    public static int Write(string matrixDir)
+    /// <summary>Every readable run manifest of the matrix folder; each manifest.json that exists but cannot be read
+    /// (truncated, not JSON, no permission) is added to <paramref name="unreadable"/> as "path: reason".</summary>
+    public static IReadOnlyList<RunManifest> LoadManifests(string matrixDir, ICollection<string>? unreadable)
     {
-        var runs = LoadManifests(matrixDir);
+        if (!Directory.Exists(matrixDir)) return [];
+        var runs = new List<RunManifest>();
+        foreach (var dir in Directory.GetDirectories(matrixDir).Order(StringComparer.Ordinal))
+        {
+            var path = Path.Combine(dir, "manifest.json");
+            if (!File.Exists(path)) continue;
+            RunManifest? m = null;
+            string? why = null;
+            try { m = RunManifest.TryLoad(path); }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException or NotSupportedException) { why = e.Message; }
+            if (m is not null) runs.Add(m);
+            else unreadable?.Add($"{path}: {why ?? "not a readable run manifest (truncated or not JSON)"}");
+        }
+        return runs.OrderBy(m => m.RunId, StringComparer.Ordinal).ToList();
+    }
+
+    public static int Write(string matrixDir) => Write(matrixDir, null);
+
+    /// <summary>Rebuilds summary.parquet; returns the number of runs in it. Manifests that could not be read are left
+    /// out and listed in <paramref name="unreadable"/>.</summary>
+    public static int Write(string matrixDir, ICollection<string>? unreadable)
+    {
+        var runs = LoadManifests(matrixDir, unreadable);
         var finals = runs.SelectMany(r => r.Final.Keys).Distinct().Order(StringComparer.Ordinal).ToList();
         var strings = StringColumns.Select(c => new DataField<string>(c, true)).ToArray();
         var initSeed = new DataField<long>("init_seed");

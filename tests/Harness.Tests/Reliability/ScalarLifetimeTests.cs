@@ -16,13 +16,16 @@ namespace Harness.Tests.Reliability;
 [TestClass]
 public sealed class ScalarLifetimeTests
 {
-    /// <summary>Source folders on the training hot path. Abstractions/Numerics (Lanczos) is reviewed separately.</summary>
+    /// <summary>Source folders on the training hot path, with a sub-folder filter ("X": only X/, "!X": all but X/).
+    /// Abstractions/Numerics (Lanczos) is reviewed separately.</summary>
     public static IEnumerable<object[]> Projects =>
     [
         ["Plugins.Optimizers", "Harness.Plugins.Optimizers", ""],
         ["Plugins.Tuners", "Harness.Plugins.Tuners", ""],
         ["Plugins.Probes", "Harness.Plugins.Probes", ""],
+        ["Plugins.Models", "Harness.Plugins.Models", ""],
         ["Host", "Harness.Host", "Training"],
+        ["Abstractions", "Harness.Abstractions", "!Numerics"],
     ];
 
     [TestMethod]
@@ -92,7 +95,8 @@ public sealed class ScalarLifetimeTests
         foreach (var tree in trees)
         {
             string rel = Path.GetRelativePath(root, tree.FilePath);
-            if (only != "" && !rel.StartsWith(only + Path.DirectorySeparatorChar, StringComparison.Ordinal)) continue;
+            if (only.StartsWith('!') ? rel.StartsWith(only[1..] + Path.DirectorySeparatorChar, StringComparison.Ordinal)
+                : only != "" && !rel.StartsWith(only + Path.DirectorySeparatorChar, StringComparison.Ordinal)) continue;
             var model = compilation.GetSemanticModel(tree);
             foreach (var node in tree.GetRoot().DescendantNodes())
             {
