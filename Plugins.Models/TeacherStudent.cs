@@ -84,9 +84,9 @@ public sealed class TeacherStudent : IModel
     }
 
     // Explicit, process-lifetime Scalar: a double converted implicitly for a native call can be finalized during it.
-    private static readonly Scalar Half = 0.5.ToScalar();
+    private static readonly Scalar Half = 0.5.ToScalar(), Two = 2.ToScalar();
 
-    public Tensor Loss(Dataset batch) => (Forward(batch.Inputs!) - batch.Targets!).square().sum(1).mean().mul(Half);
+    public Tensor Loss(Dataset batch) => (Forward(batch.Inputs!) - batch.Targets!).pow(Two).sum(1).mean().mul(Half);
 
     public double? Accuracy(Dataset batch) => null;
 

@@ -48,7 +48,7 @@ public sealed class TwoLayerLinear : IModel
             var u = rand([1, d], dtype: ScalarType.Float64, generator: new TorchSharp.torch.Generator((ulong)ctx.DataSeed));
             using var width = (hi - lo).ToScalar();
             using var low = lo.ToScalar();
-            Teacher = u.mul(width).add(low).to(ctx.DType, ctx.Device).DetachFromDisposeScope();
+            Teacher = u.mul(width).add(low, One).to(ctx.DType, ctx.Device).DetachFromDisposeScope();
         }
     }
 
@@ -61,9 +61,9 @@ public sealed class TwoLayerLinear : IModel
     public Dataset? Test => null;
 
     // Explicit, process-lifetime Scalar: a double converted implicitly for a native call can be finalized during it.
-    private static readonly Scalar Half = 0.5.ToScalar();
+    private static readonly Scalar Half = 0.5.ToScalar(), One = 1.ToScalar(), Two = 2.ToScalar();
 
-    public Tensor Loss(Dataset batch) => (_w2.matmul(_w1) - Teacher).square().sum().mul(Half);
+    public Tensor Loss(Dataset batch) => (_w2.matmul(_w1) - Teacher).pow(Two).sum().mul(Half);
 
     public double? Accuracy(Dataset batch) => null;
 

@@ -44,14 +44,14 @@ public sealed class TwoParameterToy : IModel
     public Dataset? Test => null;
 
     // Explicit, process-lifetime Scalar: a double converted implicitly for a native call can be finalized during it.
-    private static readonly Scalar Half = 0.5.ToScalar();
+    private static readonly Scalar Half = 0.5.ToScalar(), One = 1.ToScalar(), Two = 2.ToScalar();
 
     public Tensor Loss(Dataset batch)
     {
         using var x = X.ToScalar();
         using var y = Y.ToScalar();
-        var residual = (_theta[0] * _theta[1]).mul(x).negative().add(y);   // Y − θ0·θ1·X, as TorchSharp's double − Tensor
-        return residual.square().mul(Half);
+        var residual = (_theta[0] * _theta[1]).mul(x).negative().add(y, One);   // Y − θ0·θ1·X, as TorchSharp's double − Tensor
+        return residual.pow(Two).mul(Half);
     }
 
     public double? Accuracy(Dataset batch) => null;

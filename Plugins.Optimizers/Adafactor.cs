@@ -72,7 +72,7 @@ public sealed class Adafactor(IReadOnlyList<Tensor> parameters, HyperparameterVa
     protected override void UpdateStatistics(int index, Tensor grad, long t)
     {
         double w = Math.Pow(t, _decay);
-        var g2 = grad.square();
+        var g2 = grad.pow(Two);
         if (Factored(index))
         {
             Buffer("row_var", index).mul_(PerStep(1 - w)).add_(g2.mean([-1], keepdim: true), alpha: PerStep(w));

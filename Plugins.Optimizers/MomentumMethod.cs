@@ -50,14 +50,14 @@ public abstract class MomentumMethod : OptimizerBase
                 direction = grad;
                 break;
             case MomentumKind.Standard:
-                direction = Buffer(MomentumBuffer, index).mul_(Fixed(_beta)).add_(grad);
+                direction = Buffer(MomentumBuffer, index).mul_(Fixed(_beta)).add_(grad, One);
                 break;
             case MomentumKind.Ema:
                 direction = Buffer(MomentumBuffer, index).mul_(Fixed(_beta)).add_(grad, alpha: Fixed(1 - _beta));
                 break;
             case MomentumKind.StandardNesterov:
             {
-                var m = Buffer(MomentumBuffer, index).mul_(Fixed(_beta)).add_(grad);
+                var m = Buffer(MomentumBuffer, index).mul_(Fixed(_beta)).add_(grad, One);
                 direction = grad.add(m, alpha: Fixed(_beta));
                 break;
             }

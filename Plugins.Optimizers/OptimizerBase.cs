@@ -24,6 +24,9 @@ public abstract class OptimizerBase : IDirectionalOptimizer
     // implicitly is a temporary that the GC may finalize while the native call still reads it (a random
     // "toFloat at c10/core/Scalar.h" error or a wrong number after hours of training).
     private readonly Dictionary<long, Scalar> _fixedScalars = new();
+    /// <summary>The integer Scalars TorchSharp's convenience overloads would create implicitly (add(t) is add(t, 1),
+    /// square() is pow(2)); pass them explicitly. Process lifetime.</summary>
+    protected static readonly Scalar One = 1.ToScalar(), Two = 2.ToScalar();
     private readonly List<Scalar> _stepScalars = new();
 
     protected OptimizerBase(IReadOnlyList<Tensor> parameters, double learningRate, double weightDecay = 0, bool decoupledWeightDecay = false)

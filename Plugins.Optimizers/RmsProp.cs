@@ -40,7 +40,7 @@ public sealed class RmsProp(IReadOnlyList<Tensor> parameters, HyperparameterValu
         if (_momentum > 0)
         {
             var b = Buffer("momentum_buffer", index);
-            b.mul_(Fixed(_momentum)).addcdiv_(grad, p);
+            b.mul_(Fixed(_momentum)).addcdiv_(grad, p, One);
             Apply(index, param, b);
         }
         else

@@ -54,11 +54,12 @@ public sealed class ScalarLifetimeTests
                         using var b = beta.ToScalar();
                         t.mul_(b);
                         var u = t * 2.0;
+                        var q = t.square();
                     }
                 }
                 """);
             var found = ImplicitScalars(dir, "ScanProbe", "");
-            Assert.AreEqual(3, found.Count, string.Join("\n", found));
+            Assert.AreEqual(4, found.Count, string.Join("\n", found));
         }
         finally { Directory.Delete(dir, true); }
     }
@@ -113,6 +114,12 @@ public sealed class ScalarLifetimeTests
                     && op.ContainingNamespace.ToDisplayString().StartsWith("TorchSharp", StringComparison.Ordinal)
                     && op.Parameters.Any(p => p.Type.SpecialType is >= SpecialType.System_Boolean and <= SpecialType.System_Double))
                     why = $"TorchSharp operator {op.Name} with a primitive operand (it creates a Scalar internally)";
+                if (node is InvocationExpressionSyntax or ObjectCreationExpressionSyntax or BinaryExpressionSyntax or AssignmentExpressionSyntax or PrefixUnaryExpressionSyntax
+                    && why is null
+                    && model.GetSymbolInfo(node).Symbol is IMethodSymbol called
+                    && called.ContainingAssembly?.Name == "TorchSharp"
+                    && ConvertingInside.Value.Contains(called.OriginalDefinition.MetadataToken))
+                    why = $"TorchSharp's {called.ContainingType.Name}.{called.Name} converts a primitive to a Scalar inside";
                 if (why is null) continue;
                 int line = node.GetLocation().GetLineSpan().StartLinePosition.Line + 1;
                 found.Add($"{rel}:{line}: {why}: {node.ToString().Split('\n')[0].Trim()}");
@@ -120,6 +127,65 @@ public sealed class ScalarLifetimeTests
         }
         return found;
     }
+
+    /// <summary>Metadata tokens of the TorchSharp methods whose own IL calls an implicit conversion to Scalar (e.g.
+    /// Tensor.square() => pow(2)): calling them has the same hazard, so our code calls the Scalar overload itself.</summary>
+    private static readonly Lazy<HashSet<int>> ConvertingInside = new(() =>
+    {
+        var asm = typeof(TorchSharp.Scalar).Assembly;
+        var module = asm.ManifestModule;
+        var opcodes = typeof(System.Reflection.Emit.OpCodes).GetFields(BindingFlags.Public | BindingFlags.Static)
+            .Select(f => (System.Reflection.Emit.OpCode)f.GetValue(null)!).ToDictionary(o => (ushort)o.Value);
+        var tokens = new HashSet<int>();
+        var callers = new Dictionary<int, HashSet<int>>();   // callee token → tokens of TorchSharp methods calling it
+        const BindingFlags all = BindingFlags.Public | BindingFlags.NonPublic | BindingFlags.Instance | BindingFlags.Static | BindingFlags.DeclaredOnly;
+        Type[] types;
+        try { types = asm.GetTypes(); } catch (ReflectionTypeLoadException e) { types = e.Types.OfType<Type>().ToArray(); }
+        foreach (var type in types)
+            foreach (var method in type.GetMethods(all).Cast<MethodBase>().Concat(type.GetConstructors(all)))
+            {
+                byte[]? il;
+                try { il = method.GetMethodBody()?.GetILAsByteArray(); } catch (Exception) { continue; }
+                if (il is null) continue;
+                for (int i = 0; i < il.Length;)
+                {
+                    ushort code = il[i] == 0xFE ? (ushort)(0xFE00 | il[i + 1]) : il[i];
+                    i += il[i] == 0xFE ? 2 : 1;
+                    if (!opcodes.TryGetValue(code, out var op)) break;
+                    int size = op.OperandType switch
+                    {
+                        System.Reflection.Emit.OperandType.InlineNone => 0,
+                        System.Reflection.Emit.OperandType.ShortInlineBrTarget or System.Reflection.Emit.OperandType.ShortInlineI or System.Reflection.Emit.OperandType.ShortInlineVar => 1,
+                        System.Reflection.Emit.OperandType.InlineVar => 2,
+                        System.Reflection.Emit.OperandType.InlineI8 or System.Reflection.Emit.OperandType.InlineR => 8,
+                        System.Reflection.Emit.OperandType.InlineSwitch => 4 + 4 * BitConverter.ToInt32(il, i),
+                        _ => 4,
+                    };
+                    if (op.OperandType == System.Reflection.Emit.OperandType.InlineMethod)
+                    {
+                        try
+                        {
+                            var target = module.ResolveMethod(BitConverter.ToInt32(il, i), type.IsGenericType ? type.GetGenericArguments() : null,
+                                method.IsGenericMethod ? method.GetGenericArguments() : null);
+                            if (target is { Name: "op_Implicit" } && target.DeclaringType == typeof(TorchSharp.Scalar)) tokens.Add(method.MetadataToken);
+                            else if (target is not null && target.Module == module)
+                            {
+                                if (!callers.TryGetValue(target.MetadataToken, out var set)) callers[target.MetadataToken] = set = [];
+                                set.Add(method.MetadataToken);
+                            }
+                        }
+                        catch (Exception) { }
+                    }
+                    i += size;
+                }
+            }
+        // Transitively: operator +(Tensor, Tensor) => add(right) => add(right, 1).
+        var queue = new Queue<int>(tokens);
+        while (queue.Count > 0)
+            foreach (var caller in callers.GetValueOrDefault(queue.Dequeue()) ?? [])
+                if (tokens.Add(caller)) queue.Enqueue(caller);
+        return tokens;
+    });
 
     private static bool IsManaged(string path)
     {
