@@ -21,7 +21,7 @@ public static class Norms
         var centered = g - mean;
         var variance = centered.pow(Two).mean([2], keepdim: true);
         var normed = (centered * variance.add(EpsilonScalar, One).rsqrt()).reshape(x.shape);
-        return normed * gain.view(1, c, 1, 1) + bias.view(1, c, 1, 1);
+        return (normed * gain.view(1, c, 1, 1)).add(bias.view(1, c, 1, 1), One);
     }
 
     /// <summary>LayerNorm over the last dimension with gain and bias of that length.</summary>
@@ -30,6 +30,6 @@ public static class Norms
         var mean = x.mean([-1], keepdim: true);
         var centered = x - mean;
         var variance = centered.pow(Two).mean([-1], keepdim: true);
-        return centered * variance.add(EpsilonScalar, One).rsqrt() * gain + bias;
+        return (centered * variance.add(EpsilonScalar, One).rsqrt() * gain).add(bias, One);
     }
 }

@@ -53,7 +53,8 @@ public sealed class Quadratic : IModel
                 var (q, _) = linalg.qr(g);
                 a = q.matmul(a).matmul(q.T);
                 using var two = 2.ToScalar();
-                a = (a + a.T).div(two);
+                using var one = 1.ToScalar();
+                a = a.add(a.T, one).div(two);
             }
             A = a.to(ctx.DType, ctx.Device).MoveToOuterDisposeScope();
             var gen = new TorchSharp.torch.Generator((ulong)ctx.InitSeed);

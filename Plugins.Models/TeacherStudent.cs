@@ -51,7 +51,7 @@ public sealed class TeacherStudent : IModel
             {
                 var x = randn([n, d], dtype: ScalarType.Float64, generator: gen);
                 var y = nn.functional.linear(nn.functional.linear(x, t).tanh(), a);
-                if (noise > 0) y = y + randn([n, 1], dtype: ScalarType.Float64, generator: gen).mul(noiseScale);
+                if (noise > 0) y = y.add(randn([n, 1], dtype: ScalarType.Float64, generator: gen).mul(noiseScale), One);
                 return new Dataset(x.to(ctx.DType, ctx.Device).DetachFromDisposeScope(), y.to(ctx.DType, ctx.Device).DetachFromDisposeScope(), n);
             }
             Train = Split(nTrain);
@@ -84,7 +84,7 @@ public sealed class TeacherStudent : IModel
     }
 
     // Explicit, process-lifetime Scalar: a double converted implicitly for a native call can be finalized during it.
-    private static readonly Scalar Half = 0.5.ToScalar(), Two = 2.ToScalar();
+    private static readonly Scalar Half = 0.5.ToScalar(), One = 1.ToScalar(), Two = 2.ToScalar();
 
     public Tensor Loss(Dataset batch) => (Forward(batch.Inputs!) - batch.Targets!).pow(Two).sum(1).mean().mul(Half);
 

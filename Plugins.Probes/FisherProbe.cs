@@ -41,8 +41,9 @@ public sealed class FisherProbe(int samples) : IProbe
         long n = g64.shape[0];
         using var nScalar = n.ToScalar();
         using var two = 2.ToScalar();
+        using var one = 1.ToScalar();
         var gram = g64.matmul(g64.T).div(nScalar);
-        gram = (gram + gram.T).div(two);
+        gram = gram.add(gram.T, one).div(two);
         var eig = linalg.eigvalsh(gram);
         return (eig[-1].item<double>(), gram.trace().item<double>());
     }
