@@ -6,6 +6,9 @@ namespace Harness.Plugins.Models;
 /// <summary>Classification losses with mean reduction over examples.</summary>
 public static class Losses
 {
+    // Explicit, process-lifetime Scalars: a double converted implicitly for a native call can be finalized during it.
+    private static readonly Scalar Half = 0.5.ToScalar(), Two = 2.ToScalar();
+
     public const string Mse = "mse";
     public const string CrossEntropy = "cross_entropy";
 
@@ -13,7 +16,7 @@ public static class Losses
     /// cross_entropy: (1/N) Σ_i −log softmax(f(x_i))_{y_i}.</summary>
     public static Tensor Classification(string kind, Tensor logits, Tensor labels, int classes) => kind switch
     {
-        Mse => (logits - nn.functional.one_hot(labels, classes).to(logits.dtype)).square().sum(1).mean() * 0.5,
+        Mse => (logits - nn.functional.one_hot(labels, classes).to(logits.dtype)).pow(Two).sum(1).mean().mul(Half),
         CrossEntropy => nn.functional.cross_entropy(logits, labels),
         _ => throw new ArgumentException($"unknown loss '{kind}'"),
     };

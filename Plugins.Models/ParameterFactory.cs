@@ -18,7 +18,8 @@ public sealed class ParameterFactory(ModelContext context)
     public Tensor Normal(string name, long[] shape, double std, bool layerWeight)
     {
         using var scope = NewDisposeScope();
-        return Add(name, randn(shape, dtype: ScalarType.Float64, generator: _gen) * std, layerWeight);
+        using var s = std.ToScalar();
+        return Add(name, randn(shape, dtype: ScalarType.Float64, generator: _gen).mul(s), layerWeight);
     }
 
     /// <summary>Weight of a Linear/Conv layer with variance 1/fan_in (fan_in = product of all dims but the first).</summary>
@@ -31,7 +32,8 @@ public sealed class ParameterFactory(ModelContext context)
     public Tensor Constant(string name, long[] shape, double value, bool layerWeight = false)
     {
         using var scope = NewDisposeScope();
-        return Add(name, full(shape, value, dtype: ScalarType.Float64), layerWeight);
+        using var s = value.ToScalar();
+        return Add(name, full(shape, s, dtype: ScalarType.Float64), layerWeight);
     }
 
     /// <summary>A tensor of given values (float64 on the CPU before conversion).</summary>

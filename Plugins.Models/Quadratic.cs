@@ -131,7 +131,10 @@ public sealed class Quadratic : IModel
     public Dataset Train { get; } = new(null, null, 1);
     public Dataset? Test => null;
 
-    public Tensor Loss(Dataset batch) => 0.5 * _theta.dot(A.mv(_theta));
+    // Explicit, process-lifetime Scalar: a double converted implicitly for a native call can be finalized during it.
+    private static readonly Scalar Half = 0.5.ToScalar();
+
+    public Tensor Loss(Dataset batch) => _theta.dot(A.mv(_theta)).mul(Half);
     public double? Accuracy(Dataset batch) => null;
 
     public void Dispose() { _theta.Dispose(); A.Dispose(); }

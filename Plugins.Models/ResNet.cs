@@ -38,6 +38,8 @@ public sealed class ResNetPlugin : IModelPlugin
 
 public sealed class ResNet : ImageClassifier
 {
+    // Explicit, process-lifetime Scalar (Tensor + Tensor is add(t, 1) with an implicitly converted 1).
+    private static readonly Scalar One = 1.ToScalar();
     private sealed record Norm(Tensor Gain, Tensor Bias);
     private sealed record Block(Norm? Norm1, Tensor Conv1, int Stride, Norm? Norm2, Tensor Conv2, Tensor? Shortcut, Tensor? Alpha);
 
@@ -105,7 +107,7 @@ public sealed class ResNet : ImageClassifier
             var h = Act(x, b.Norm1);
             var branch = Conv(Act(Conv(h, b.Conv1, b.Stride), b.Norm2), b.Conv2, 1);
             if (b.Alpha is not null) branch = branch * b.Alpha;
-            x = (b.Shortcut is null ? x : Conv(h, b.Shortcut, b.Stride)) + branch;
+            x = (b.Shortcut is null ? x : Conv(h, b.Shortcut, b.Stride)).add(branch, One);
         }
         x = Act(x, _finalNorm).mean([2, 3]);
         return nn.functional.linear(x, _fcW, _fcB);

@@ -42,13 +42,16 @@ public sealed class TeacherStudent : IModel
         using (var scope = NewDisposeScope())
         {
             var gen = new TorchSharp.torch.Generator((ulong)ctx.DataSeed);
-            var t = randn([k, d], dtype: ScalarType.Float64, generator: gen) / Math.Sqrt(d);
-            var a = randn([1, k], dtype: ScalarType.Float64, generator: gen) / Math.Sqrt(k);
+            using var sqrtD = Math.Sqrt(d).ToScalar();
+            using var sqrtK = Math.Sqrt(k).ToScalar();
+            using var noiseScale = noise.ToScalar();
+            var t = randn([k, d], dtype: ScalarType.Float64, generator: gen).div(sqrtD);
+            var a = randn([1, k], dtype: ScalarType.Float64, generator: gen).div(sqrtK);
             Dataset Split(int n)
             {
                 var x = randn([n, d], dtype: ScalarType.Float64, generator: gen);
                 var y = nn.functional.linear(nn.functional.linear(x, t).tanh(), a);
-                if (noise > 0) y = y + noise * randn([n, 1], dtype: ScalarType.Float64, generator: gen);
+                if (noise > 0) y = y.add(randn([n, 1], dtype: ScalarType.Float64, generator: gen).mul(noiseScale), One);
                 return new Dataset(x.to(ctx.DType, ctx.Device).DetachFromDisposeScope(), y.to(ctx.DType, ctx.Device).DetachFromDisposeScope(), n);
             }
             Train = Split(nTrain);
@@ -80,7 +83,10 @@ public sealed class TeacherStudent : IModel
         return x;
     }
 
-    public Tensor Loss(Dataset batch) => 0.5 * (Forward(batch.Inputs!) - batch.Targets!).square().sum(1).mean();
+    // Explicit, process-lifetime Scalar: a double converted implicitly for a native call can be finalized during it.
+    private static readonly Scalar Half = 0.5.ToScalar(), One = 1.ToScalar(), Two = 2.ToScalar();
+
+    public Tensor Loss(Dataset batch) => (Forward(batch.Inputs!) - batch.Targets!).pow(Two).sum(1).mean().mul(Half);
 
     public double? Accuracy(Dataset batch) => null;
 

@@ -43,6 +43,8 @@ public sealed class TinyTransformer : IModel
     private readonly int _heads, _vocab;
     private readonly bool _causal;
     private readonly string _loss;
+    // Explicit, process-lifetime Scalar: a double converted implicitly for a native call can be finalized during it.
+    private static readonly Scalar NegativeInfinity = double.NegativeInfinity.ToScalar(), One = 1.ToScalar();
 
     public TinyTransformer(ModelContext ctx)
     {
@@ -103,19 +105,20 @@ public sealed class TinyTransformer : IModel
     private Tensor Forward(Tensor tokens)
     {
         long n = tokens.shape[0], t = tokens.shape[1], d = _tokens.shape[1], dh = d / _heads;
-        var x = _tokens.index_select(0, tokens.reshape(-1)).view(n, t, d) + _positions.narrow(0, 0, t);
+        var x = _tokens.index_select(0, tokens.reshape(-1)).view(n, t, d).add(_positions.narrow(0, 0, t), One);
         Tensor? mask = _causal ? ones(t, t, dtype: ScalarType.Bool, device: tokens.device).triu(1) : null;
         foreach (var b in _blocks)
         {
             var h = Norm(x, b.Ln1);
             Tensor Heads(Tensor w) => nn.functional.linear(h, w).view(n, t, _heads, dh).transpose(1, 2);   // N×H×T×dh
             var q = Heads(b.Wq); var k = Heads(b.Wk); var v = Heads(b.Wv);
-            var scores = q.matmul(k.transpose(2, 3)) / Math.Sqrt(dh);
-            if (mask is not null) scores = scores.masked_fill(mask, double.NegativeInfinity);
+            using var scale = Math.Sqrt(dh).ToScalar();
+            var scores = q.matmul(k.transpose(2, 3)).div(scale);
+            if (mask is not null) scores = scores.masked_fill(mask, NegativeInfinity);
             var attn = scores.softmax(-1).matmul(v).transpose(1, 2).reshape(n, t, d);
-            x = x + nn.functional.linear(attn, b.Wo);
+            x = x.add(nn.functional.linear(attn, b.Wo), One);
             h = Norm(x, b.Ln2);
-            x = x + nn.functional.linear(nn.functional.gelu(nn.functional.linear(h, b.W1, b.B1)), b.W2, b.B2);
+            x = x.add(nn.functional.linear(nn.functional.gelu(nn.functional.linear(h, b.W1, b.B1)), b.W2, b.B2), One);
         }
         return nn.functional.linear(Norm(x, _finalLn), _outW, _outB);
     }

@@ -46,7 +46,9 @@ public sealed class TwoLayerLinear : IModel
         using (var scope = NewDisposeScope())
         {
             var u = rand([1, d], dtype: ScalarType.Float64, generator: new TorchSharp.torch.Generator((ulong)ctx.DataSeed));
-            Teacher = (lo + (hi - lo) * u).to(ctx.DType, ctx.Device).DetachFromDisposeScope();
+            using var width = (hi - lo).ToScalar();
+            using var low = lo.ToScalar();
+            Teacher = u.mul(width).add(low, One).to(ctx.DType, ctx.Device).DetachFromDisposeScope();
         }
     }
 
@@ -58,7 +60,10 @@ public sealed class TwoLayerLinear : IModel
     public Dataset Train { get; } = new(null, null, 1);
     public Dataset? Test => null;
 
-    public Tensor Loss(Dataset batch) => 0.5 * (_w2.matmul(_w1) - Teacher).square().sum();
+    // Explicit, process-lifetime Scalar: a double converted implicitly for a native call can be finalized during it.
+    private static readonly Scalar Half = 0.5.ToScalar(), One = 1.ToScalar(), Two = 2.ToScalar();
+
+    public Tensor Loss(Dataset batch) => (_w2.matmul(_w1) - Teacher).pow(Two).sum().mul(Half);
 
     public double? Accuracy(Dataset batch) => null;
 

@@ -43,10 +43,15 @@ public sealed class TwoParameterToy : IModel
     public Dataset Train { get; } = new(null, null, 1);
     public Dataset? Test => null;
 
+    // Explicit, process-lifetime Scalar: a double converted implicitly for a native call can be finalized during it.
+    private static readonly Scalar Half = 0.5.ToScalar(), One = 1.ToScalar(), Two = 2.ToScalar();
+
     public Tensor Loss(Dataset batch)
     {
-        var residual = Y - _theta[0] * _theta[1] * X;
-        return 0.5 * residual.square();
+        using var x = X.ToScalar();
+        using var y = Y.ToScalar();
+        var residual = (_theta[0] * _theta[1]).mul(x).negative().add(y, One);   // Y − θ0·θ1·X, as TorchSharp's double − Tensor
+        return residual.pow(Two).mul(Half);
     }
 
     public double? Accuracy(Dataset batch) => null;

@@ -63,7 +63,7 @@ public sealed class Adafactor(IReadOnlyList<Tensor> parameters, HyperparameterVa
         if (_beta1 > 0)
         {
             var m = Buffer("momentum", index);
-            m.mul_(_beta1).addcdiv_(grad, p, value: 1 - _beta1);
+            m.mul_(Fixed(_beta1)).addcdiv_(grad, p, value: Fixed(1 - _beta1));
             Apply(index, param, m);
         }
         else
@@ -73,14 +73,14 @@ public sealed class Adafactor(IReadOnlyList<Tensor> parameters, HyperparameterVa
     protected override void UpdateStatistics(int index, Tensor grad, long t)
     {
         double w = Math.Pow(t, _decay);
-        var g2 = grad.square();
+        var g2 = grad.pow(Two);
         if (Factored(index))
         {
-            Buffer("row_var", index).mul_(1 - w).add_(g2.mean([-1], keepdim: true), alpha: w);
-            Buffer("col_var", index).mul_(1 - w).add_(g2.mean([-2], keepdim: true), alpha: w);
+            Buffer("row_var", index).mul_(PerStep(1 - w)).add_(g2.mean([-1], keepdim: true), alpha: PerStep(w));
+            Buffer("col_var", index).mul_(PerStep(1 - w)).add_(g2.mean([-2], keepdim: true), alpha: PerStep(w));
         }
         else
-            Buffer("variance", index).mul_(1 - w).add_(g2, alpha: w);
+            Buffer("variance", index).mul_(PerStep(1 - w)).add_(g2, alpha: PerStep(w));
     }
 
     protected override Tensor PreconditionerAt(int index, long t)
@@ -90,10 +90,10 @@ public sealed class Adafactor(IReadOnlyList<Tensor> parameters, HyperparameterVa
         if (Factored(index))
         {
             var row = Buffer("row_var", index);
-            v = row.matmul(Buffer("col_var", index)).div_(row.mean([-2], keepdim: true).clamp_min(eps1));
+            v = row.matmul(Buffer("col_var", index)).div_(row.mean([-2], keepdim: true).clamp_min(Fixed(eps1)));
         }
         else
             v = Buffer("variance", index).clone();
-        return v.clamp_min_(eps1 * eps1).sqrt_();
+        return v.clamp_min_(Fixed(eps1 * eps1)).sqrt_();
     }
 }

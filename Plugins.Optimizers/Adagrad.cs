@@ -36,15 +36,15 @@ public sealed class Adagrad(IReadOnlyList<Tensor> parameters, HyperparameterValu
     {
         bool fresh = !HasBuffer("sum", index);
         var s = Buffer("sum", index);
-        if (fresh && _initial != 0) s.fill_(_initial);
+        if (fresh && _initial != 0) s.fill_(Fixed(_initial));
         return s;
     }
 
     protected override void Update(int index, Tensor param, Tensor grad, long t) =>
         ApplyDiv(index, param, grad, StepPreconditioner(index, grad, t));
 
-    protected override void UpdateStatistics(int index, Tensor grad, long t) => Sum(index).addcmul_(grad, grad, value: 1);
+    protected override void UpdateStatistics(int index, Tensor grad, long t) => Sum(index).addcmul_(grad, grad, value: Fixed(1));
 
     protected override Tensor PreconditionerAt(int index, long t) =>
-        Root(Sum(index).clone(), _eps, _epsInside).mul_(1 + (t - 1) * _lrDecay);
+        Root(Sum(index).clone(), _eps, _epsInside).mul_(PerStep(1 + (t - 1) * _lrDecay));
 }

@@ -42,7 +42,7 @@ public abstract class AdamFamily : AdaptiveOptimizer
     protected override void Update(int index, Tensor param, Tensor grad, long t)
     {
         var m = Buffer("exp_avg", index);
-        m.mul_(_beta1).add_(grad, alpha: 1 - _beta1);
+        m.mul_(Fixed(_beta1)).add_(grad, alpha: Fixed(1 - _beta1));
         var p = StepPreconditioner(index, grad, t);
         ApplyDiv(index, param, m, p);
     }
@@ -50,7 +50,7 @@ public abstract class AdamFamily : AdaptiveOptimizer
     protected override void UpdateStatistics(int index, Tensor grad, long t)
     {
         var v = Buffer("exp_avg_sq", index);
-        v.mul_(_beta2).addcmul_(grad, grad, value: 1 - _beta2);
+        v.mul_(Fixed(_beta2)).addcmul_(grad, grad, value: Fixed(1 - _beta2));
         if (_amsgrad)
         {
             var vmax = Buffer("max_exp_avg_sq", index);
@@ -63,7 +63,7 @@ public abstract class AdamFamily : AdaptiveOptimizer
         double c1 = _biasCorrection ? 1 - Math.Pow(_beta1, t) : 1;
         double c2 = _biasCorrection ? 1 - Math.Pow(_beta2, t) : 1;
         var v = Buffer(_amsgrad ? "max_exp_avg_sq" : "exp_avg_sq", index);
-        return Root(v.div(c2), _eps, _epsInside, _exponent).mul_(c1);
+        return Root(v.div(PerStep(c2)), _eps, _epsInside, _exponent).mul_(PerStep(c1));
     }
 }
 

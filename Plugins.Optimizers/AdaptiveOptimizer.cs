@@ -66,11 +66,11 @@ public abstract class AdaptiveOptimizer(IReadOnlyList<Tensor> parameters, double
     }
 
     /// <summary>sqrt(x) + ε, or sqrt(x + ε) when <paramref name="inside"/> (in place on x).</summary>
-    protected static Tensor Root(Tensor x, double eps, bool inside, double exponent = 0.5)
+    protected Tensor Root(Tensor x, double eps, bool inside, double exponent = 0.5)
     {
-        if (inside) x.add_(eps);
-        if (exponent == 0.5) x.sqrt_(); else x.pow_(exponent);
-        if (!inside) x.add_(eps);
+        if (inside) x.add_(Fixed(eps), One);
+        if (exponent == 0.5) x.sqrt_(); else x.pow_(Fixed(exponent));
+        if (!inside) x.add_(Fixed(eps), One);
         return x;
     }
 }

@@ -50,21 +50,21 @@ public abstract class MomentumMethod : OptimizerBase
                 direction = grad;
                 break;
             case MomentumKind.Standard:
-                direction = Buffer(MomentumBuffer, index).mul_(_beta).add_(grad);
+                direction = Buffer(MomentumBuffer, index).mul_(Fixed(_beta)).add_(grad, One);
                 break;
             case MomentumKind.Ema:
-                direction = Buffer(MomentumBuffer, index).mul_(_beta).add_(grad, alpha: 1 - _beta);
+                direction = Buffer(MomentumBuffer, index).mul_(Fixed(_beta)).add_(grad, alpha: Fixed(1 - _beta));
                 break;
             case MomentumKind.StandardNesterov:
             {
-                var m = Buffer(MomentumBuffer, index).mul_(_beta).add_(grad);
-                direction = grad.add(m, alpha: _beta);
+                var m = Buffer(MomentumBuffer, index).mul_(Fixed(_beta)).add_(grad, One);
+                direction = grad.add(m, alpha: Fixed(_beta));
                 break;
             }
             case MomentumKind.EmaNesterov:
             {
-                var m = Buffer(MomentumBuffer, index).mul_(_beta).add_(grad, alpha: 1 - _beta);
-                direction = m.mul(_beta).add_(grad, alpha: 1 - _beta);
+                var m = Buffer(MomentumBuffer, index).mul_(Fixed(_beta)).add_(grad, alpha: Fixed(1 - _beta));
+                direction = m.mul(Fixed(_beta)).add_(grad, alpha: Fixed(1 - _beta));
                 break;
             }
             default:

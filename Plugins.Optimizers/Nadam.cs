@@ -63,19 +63,19 @@ public sealed class Nadam(IReadOnlyList<Tensor> parameters, HyperparameterValues
     protected override void Update(int index, Tensor param, Tensor grad, long t)
     {
         var m = Buffer("exp_avg", index);
-        m.mul_(_beta1).add_(grad, alpha: 1 - _beta1);
+        m.mul_(Fixed(_beta1)).add_(grad, alpha: Fixed(1 - _beta1));
         var p = StepPreconditioner(index, grad, t);
         ApplyDiv(index, param, grad, p, _a);
         ApplyDiv(index, param, m, p, _b);
     }
 
     protected override void UpdateStatistics(int index, Tensor grad, long t) =>
-        Buffer("exp_avg_sq", index).mul_(_beta2).addcmul_(grad, grad, value: 1 - _beta2);
+        Buffer("exp_avg_sq", index).mul_(Fixed(_beta2)).addcmul_(grad, grad, value: Fixed(1 - _beta2));
 
     protected override Tensor PreconditionerAt(int index, long t)
     {
         double c2 = _biasCorrection ? 1 - Math.Pow(_beta2, t) : 1;
-        return Root(Buffer("exp_avg_sq", index).div(c2), _eps, _epsInside);
+        return Root(Buffer("exp_avg_sq", index).div(PerStep(c2)), _eps, _epsInside);
     }
 
     /// <summary>(2+2β1)/(η(a(1+β1) + b(1−β1))) with a, b of the most recent update (of update 1 before any).</summary>

@@ -20,6 +20,14 @@ public abstract class OptimizerBase : IDirectionalOptimizer
     private readonly Dictionary<string, Tensor?[]> _buffers = new(StringComparer.Ordinal);
     /// <summary>Non-null while <see cref="Direction"/> runs: the direction being accumulated per tensor.</summary>
     private Tensor[]? _direction;
+    // Every Scalar handed to a TorchSharp op is created here and kept alive by its owner: a double converted
+    // implicitly is a temporary that the GC may finalize while the native call still reads it (a random
+    // "toFloat at c10/core/Scalar.h" error or a wrong number after hours of training).
+    private readonly Dictionary<long, Scalar> _fixedScalars = new();
+    /// <summary>The integer Scalars TorchSharp's convenience overloads would create implicitly (add(t) is add(t, 1),
+    /// square() is pow(2)); pass them explicitly. Process lifetime.</summary>
+    protected static readonly Scalar One = 1.ToScalar(), Two = 2.ToScalar();
+    private readonly List<Scalar> _stepScalars = new();
 
     protected OptimizerBase(IReadOnlyList<Tensor> parameters, double learningRate, double weightDecay = 0, bool decoupledWeightDecay = false)
     {
@@ -55,17 +63,21 @@ public abstract class OptimizerBase : IDirectionalOptimizer
         using (no_grad())
         {
             long t = StepCount + 1;
-            BeginStep(t);
-            for (int i = 0; i < Params.Count; i++)
+            try
             {
-                var grad = eval.Gradient[i];
-                if (WeightDecay != 0)
+                BeginStep(t);
+                for (int i = 0; i < Params.Count; i++)
                 {
-                    if (DecoupledWeightDecay) Params[i].mul_(1 - LearningRate * WeightDecay);
-                    else grad = grad.add(Params[i], alpha: WeightDecay);
+                    var grad = eval.Gradient[i];
+                    if (WeightDecay != 0)
+                    {
+                        if (DecoupledWeightDecay) Params[i].mul_(PerStep(1 - LearningRate * WeightDecay));
+                        else grad = grad.add(Params[i], alpha: Fixed(WeightDecay));
+                    }
+                    Update(i, Params[i], grad, t);
                 }
-                Update(i, Params[i], grad, t);
             }
+            finally { EndStepScalars(); }
         }
         StepCount++;
         objective.Invalidate();
@@ -93,13 +105,17 @@ public abstract class OptimizerBase : IDirectionalOptimizer
                     var grad = eval.Gradient[i];
                     if (WeightDecay != 0)
                     {
-                        if (DecoupledWeightDecay) u[i].add_(Params[i], alpha: -WeightDecay);
-                        else grad = grad.add(Params[i], alpha: WeightDecay);
+                        if (DecoupledWeightDecay) u[i].add_(Params[i], alpha: Fixed(-WeightDecay));
+                        else grad = grad.add(Params[i], alpha: Fixed(WeightDecay));
                     }
                     Update(i, Params[i], grad, t);
                 }
             }
-            finally { _direction = null; }
+            finally
+            {
+                _direction = null;
+                EndStepScalars();
+            }
         }
         StepCount++;
         return u;
@@ -109,15 +125,39 @@ public abstract class OptimizerBase : IDirectionalOptimizer
     /// u ← u − scale·d). The only way subclasses may change a parameter.</summary>
     protected void Apply(int index, Tensor param, Tensor d, double scale = 1)
     {
-        if (_direction is { } u) u[index].add_(d, alpha: -scale);
-        else param.add_(d, alpha: -LearningRate * scale);
+        if (_direction is { } u) u[index].add_(d, alpha: PerStep(-scale));
+        else param.add_(d, alpha: PerStep(-LearningRate * scale));
     }
 
     /// <summary>θ ← θ − η·scale·n/p (or u ← u − scale·n/p inside <see cref="Direction"/>).</summary>
     protected void ApplyDiv(int index, Tensor param, Tensor n, Tensor p, double scale = 1)
     {
-        if (_direction is { } u) u[index].addcdiv_(n, p, value: -scale);
-        else param.addcdiv_(n, p, value: -LearningRate * scale);
+        if (_direction is { } u) u[index].addcdiv_(n, p, value: PerStep(-scale));
+        else param.addcdiv_(n, p, value: PerStep(-LearningRate * scale));
+    }
+
+    /// <summary>A Scalar for a value fixed for the optimizer's life (a hyperparameter or a function of them only):
+    /// created once per value, disposed with the optimizer. Never pass a double to a TorchSharp op directly.</summary>
+    protected Scalar Fixed(double value)
+    {
+        long key = BitConverter.DoubleToInt64Bits(value);
+        if (!_fixedScalars.TryGetValue(key, out var s)) _fixedScalars[key] = s = value.ToScalar();
+        return s;
+    }
+
+    /// <summary>A Scalar for a value of the current step (learning rate, bias corrections): disposed when the step
+    /// ends (or, outside a step, when the next one ends).</summary>
+    protected Scalar PerStep(double value)
+    {
+        var s = value.ToScalar();
+        _stepScalars.Add(s);
+        return s;
+    }
+
+    private void EndStepScalars()
+    {
+        foreach (var s in _stepScalars) s.Dispose();
+        _stepScalars.Clear();
     }
 
     /// <summary>Called once per step before the per-tensor updates (for step-wide scalars).</summary>
@@ -202,6 +242,9 @@ public abstract class OptimizerBase : IDirectionalOptimizer
     public void Dispose()
     {
         DisposeBuffers();
+        EndStepScalars();
+        foreach (var s in _fixedScalars.Values) s.Dispose();
+        _fixedScalars.Clear();
         GC.SuppressFinalize(this);
     }
 }

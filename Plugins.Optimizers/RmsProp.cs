@@ -43,7 +43,7 @@ public sealed class RmsProp(IReadOnlyList<Tensor> parameters, HyperparameterValu
         if (_momentum > 0)
         {
             var b = Buffer("momentum_buffer", index);
-            b.mul_(_momentum).addcdiv_(grad, p);
+            b.mul_(Fixed(_momentum)).addcdiv_(grad, p, One);
             Apply(index, param, b);
         }
         else
@@ -64,18 +64,18 @@ public sealed class RmsProp(IReadOnlyList<Tensor> parameters, HyperparameterValu
 
     protected override void UpdateStatistics(int index, Tensor grad, long t)
     {
-        SquareAvg(index).mul_(_beta2).addcmul_(grad, grad, value: 1 - _beta2);
-        if (_centered) Buffer("grad_avg", index).mul_(_beta2).add_(grad, alpha: 1 - _beta2);
+        SquareAvg(index).mul_(Fixed(_beta2)).addcmul_(grad, grad, value: Fixed(1 - _beta2));
+        if (_centered) Buffer("grad_avg", index).mul_(Fixed(_beta2)).add_(grad, alpha: Fixed(1 - _beta2));
     }
 
     protected override Tensor PreconditionerAt(int index, long t)
     {
         double c2 = _biasCorrection ? 1 - Math.Pow(_beta2, t) : 1;
-        var v = SquareAvg(index).div(c2);
+        var v = SquareAvg(index).div(PerStep(c2));
         if (_centered)
         {
-            using var g = Buffer("grad_avg", index).div(c2);
-            v.addcmul_(g, g, value: -1);
+            using var g = Buffer("grad_avg", index).div(PerStep(c2));
+            v.addcmul_(g, g, value: Fixed(-1));
         }
         return Root(v, _eps, _epsInside);
     }

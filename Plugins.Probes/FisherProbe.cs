@@ -39,8 +39,11 @@ public sealed class FisherProbe(int samples) : IProbe
         using var s = NewDisposeScope();
         var g64 = g.to(ScalarType.Float64);
         long n = g64.shape[0];
-        var gram = g64.matmul(g64.T) / n;
-        gram = (gram + gram.T) / 2;
+        using var nScalar = n.ToScalar();
+        using var two = 2.ToScalar();
+        using var one = 1.ToScalar();
+        var gram = g64.matmul(g64.T).div(nScalar);
+        gram = gram.add(gram.T, one).div(two);
         var eig = linalg.eigvalsh(gram);
         return (eig[-1].item<double>(), gram.trace().item<double>());
     }

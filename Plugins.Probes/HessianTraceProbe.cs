@@ -54,10 +54,12 @@ public sealed class HessianTraceProbe(int samples, int minSamples, double tolera
     {
         double mean = 0, m2 = 0;
         int n = 0;
+        using var two = 2.ToScalar();
+        using var one = 1.ToScalar();
         while (n < samples)
         {
             using var s = NewDisposeScope();
-            var z = randint(0, 2, [op.Dimension], dtype: ScalarType.Float64, device: device, generator: gen).mul_(2).sub_(1).to(dtype);
+            var z = randint(0, 2, [op.Dimension], dtype: ScalarType.Float64, device: device, generator: gen).mul_(two).sub_(one).to(dtype);
             double q = Harness.Abstractions.Numerics.ParameterVectors.Dot(z, op.Multiply(z));
             n++;
             double delta = q - mean;       // Welford

@@ -74,18 +74,31 @@ public sealed class ImplicitBiasProbe(double beta1, double beta2, double eps, do
         double limA = (1 + b1) / (1 - b1), limB = (1 + beta2) / (1 - beta2);
 
         var g = ProbeMath.Flat(ctx.Objective.Evaluate().Gradient).to(ScalarType.Float64);
-        var g2 = g.square();
-        var root = (g2 + eps).sqrt();
+        using var two = 2.ToScalar();
+        var g2 = g.pow(two);
+        // Explicit Scalars (an implicitly converted double can be finalized during the native call).
+        using var epsS = eps.ToScalar();
+        using var coef1S = coef1.ToScalar();
+        using var coef2S = coef2.ToScalar();
+        using var halfH = (h / 2).ToScalar();
+        using var sqrtEps = Math.Sqrt(eps).ToScalar();
+        using var limBEps = (limB * eps).ToScalar();
+        using var limAMinusB = (limA - limB).ToScalar();
+        using var zero = 0.ToScalar();
+        using var one = 1.ToScalar();
+        using var ten = 10.ToScalar();
+        using var tenth = 0.1.ToScalar();
+        var root = g2.add(epsS, one).sqrt();
         var u = g / root;
         Tensor w;
         using (var hessian = ctx.Objective.Hessian())
             w = hessian.Multiply(u.to(ctx.Objective.Parameters[0].dtype)).to(ScalarType.Float64);
-        var frac = g2 / (g2 + eps);
-        var c = coef1 - coef2 * frac;
-        var b = (h / 2) * c * w;
+        var frac = g2 / g2.add(epsS, one);
+        var c = frac.mul(coef2S).negative().add(coef1S, one);   // coef1 − coef2·frac, as TorchSharp's double − Tensor
+        var b = c.mul(halfH) * w;
         long p = g.shape[0];
-        var ratio = g.abs() / Math.Sqrt(eps);
-        var nonzero = g.ne(0);
+        var ratio = g.abs().div(sqrtEps);
+        var nonzero = g.ne(zero);
 
         var m = new Dictionary<string, double>
         {
@@ -93,10 +106,10 @@ public sealed class ImplicitBiasProbe(double beta1, double beta2, double eps, do
             ["implicit_bias_n_eps_excess"] = root.sum().item<double>() - p * Math.Sqrt(eps),
             ["implicit_bias_grad_l1"] = g.abs().sum().item<double>(),
             ["implicit_bias_grad_l2"] = g.norm().item<double>(),
-            ["implicit_bias_frac_sign"] = ratio.gt(10).to(ScalarType.Float64).mean().item<double>(),
-            ["implicit_bias_frac_gd"] = ratio.lt(0.1).to(ScalarType.Float64).mean().item<double>(),
-            ["implicit_bias_penalised_fraction"] = c.gt(0).to(ScalarType.Float64).mean().item<double>(),
-            ["implicit_bias_penalised_fraction_limit"] = (limA - limB + limB * eps / (g2 + eps)).gt(0).to(ScalarType.Float64).mean().item<double>(),
+            ["implicit_bias_frac_sign"] = ratio.gt(ten).to(ScalarType.Float64).mean().item<double>(),
+            ["implicit_bias_frac_gd"] = ratio.lt(tenth).to(ScalarType.Float64).mean().item<double>(),
+            ["implicit_bias_penalised_fraction"] = c.gt(zero).to(ScalarType.Float64).mean().item<double>(),
+            ["implicit_bias_penalised_fraction_limit"] = g2.add(epsS, one).reciprocal().mul(limBEps).add(limAMinusB, one).gt(zero).to(ScalarType.Float64).mean().item<double>(),
             ["implicit_bias_norm"] = b.norm().item<double>(),
             ["implicit_bias_d_bias"] = -(w * b / root).sum().item<double>(),
             ["implicit_bias_coef1"] = coef1,

@@ -66,7 +66,8 @@ public sealed class PreconditionedOperator(ISymmetricOperator hessian, Tensor in
     {
         if (optimizer.Preconditioner is not { } p) return null;
         var flat = ParameterVectors.Flatten(p.Select(t => t.detach()).ToList());
-        using (var bad = flat.le(0).logical_or(flat.isfinite().logical_not()).any())
+        using var zero = 0.ToScalar();
+        using (var bad = flat.le(zero).logical_or(flat.isfinite().logical_not()).any())
             if (bad.ToBoolean()) throw new InvalidOperationException("the optimizer's preconditioner has a non-positive or non-finite entry");
         return flat;
     }

@@ -39,13 +39,15 @@ public sealed class SamProbe(double rho, int steps) : IProbe
         double gnorm = ParameterVectors.Norm(eval.Gradient);
         var m = new Dictionary<string, double> { ["sam_loss"] = eval.Loss, ["sam_first_order"] = rho * gnorm };
         if (gnorm == 0) { m["sam_sharpness"] = 0; return m; }
-        IReadOnlyList<Tensor> delta = eval.Gradient.Select(t => t * (rho / gnorm)).ToList();
+        IReadOnlyList<Tensor> delta;
+        using (var s = (rho / gnorm).ToScalar()) delta = eval.Gradient.Select(t => t.mul(s)).ToList();
         for (int k = 1; k < steps; k++)
         {
             var at = ctx.Objective.EvaluateAt(delta, 1.0);
             double n = ParameterVectors.Norm(at.Gradient);
             if (n == 0) break;
-            delta = at.Gradient.Select(t => t * (rho / n)).ToList();
+            using var s = (rho / n).ToScalar();
+            delta = at.Gradient.Select(t => t.mul(s)).ToList();
         }
         m["sam_sharpness"] = ctx.Objective.LossAt(delta, 1.0) - eval.Loss;
         return m;

@@ -61,7 +61,7 @@ public sealed class ExactSharpnessTuner(double sigma, int maxIterations, double 
                 lambda = ParameterVectors.Dot(v, hv);
                 double norm = hv.norm().ToDouble();
                 if (norm == 0) break;
-                v = hv.div(norm);
+                using (var n = norm.ToScalar()) v = hv.div(n);
                 if (!double.IsNaN(previous) && Math.Abs(lambda - previous) <= tol * Math.Abs(lambda)) break;
                 previous = lambda;
             }

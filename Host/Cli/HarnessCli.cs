@@ -75,9 +75,11 @@ public static class HarnessCli
             if (!Directory.Exists(dir)) { Console.Error.WriteLine($"error: folder '{dir}' does not exist"); return 2; }
             // The plugins give the hyperparameters' declared types (integer ones become BIGINT columns).
             var catalog = PluginCatalog.Load(p.GetValue(Plugins) ?? Path.Combine(AppContext.BaseDirectory, "plugins"), null);
-            int n = SummaryWriter.Write(dir, SummaryWriter.KindsFrom(catalog));
+            var unreadable = new List<string>();
+            int n = SummaryWriter.Write(dir, SummaryWriter.KindsFrom(catalog), unreadable);
             Console.WriteLine($"{Path.Combine(dir, "summary.parquet")}: {n} run(s)");
-            return 0;
+            foreach (var u in unreadable) Console.Error.WriteLine($"warning: {u}; this run is not in the summary");
+            return unreadable.Count == 0 ? 0 : 1;
         });
         root.Subcommands.Add(summary);
         root.Subcommands.Add(Reports.ReportCommand.Create(Plugins));

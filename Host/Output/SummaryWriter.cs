@@ -18,11 +18,27 @@ public static class SummaryWriter
     public static readonly string[] LongColumns = ["init_seed", "data_seed", "steps_completed"];
     public static readonly string[] TargetColumns = ["target_loss", "steps_to_target", "seconds_to_target"];
 
-    public static IReadOnlyList<RunManifest> LoadManifests(string matrixDir) =>
-        Directory.Exists(matrixDir)
-            ? Directory.GetDirectories(matrixDir).Select(d => RunManifest.TryLoad(Path.Combine(d, "manifest.json")))
-                .OfType<RunManifest>().OrderBy(m => m.RunId, StringComparer.Ordinal).ToList()
-            : [];
+    public static IReadOnlyList<RunManifest> LoadManifests(string matrixDir) => LoadManifests(matrixDir, null);
+
+    /// <summary>Every readable run manifest of the matrix folder; each manifest.json that exists but cannot be read
+    /// (truncated, not JSON, no permission) is added to <paramref name="unreadable"/> as "path: reason".</summary>
+    public static IReadOnlyList<RunManifest> LoadManifests(string matrixDir, ICollection<string>? unreadable)
+    {
+        if (!Directory.Exists(matrixDir)) return [];
+        var runs = new List<RunManifest>();
+        foreach (var dir in Directory.GetDirectories(matrixDir).Order(StringComparer.Ordinal))
+        {
+            var path = Path.Combine(dir, "manifest.json");
+            if (!File.Exists(path)) continue;
+            RunManifest? m = null;
+            string? why = null;
+            try { m = RunManifest.TryLoad(path); }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException or NotSupportedException) { why = e.Message; }
+            if (m is not null) runs.Add(m);
+            else unreadable?.Add($"{path}: {why ?? "not a readable run manifest (truncated or not JSON)"}");
+        }
+        return runs.OrderBy(m => m.RunId, StringComparer.Ordinal).ToList();
+    }
 
     /// <summary>The declared kinds of every hyperparameter of the loaded plugins, keyed by summary column name and
     /// plugin (<c>optimizer.lr</c> of <c>adam</c>), so integer hyperparameters become BIGINT columns. Without it
@@ -73,8 +89,8 @@ public static class SummaryWriter
         return new Row(run, labels, target, stepsTo, secondsTo, best);
     }
 
-    public static IReadOnlyList<Row> Rows(string matrixDir) =>
-        LoadManifests(matrixDir).Select(m => RowOf(m, TraceFile.TryRead(Path.Combine(matrixDir, m.RunId, m.TraceFile)))).ToList();
+    public static IReadOnlyList<Row> Rows(string matrixDir, ICollection<string>? unreadable = null) =>
+        LoadManifests(matrixDir, unreadable).Select(m => RowOf(m, TraceFile.TryRead(Path.Combine(matrixDir, m.RunId, m.TraceFile)))).ToList();
 
     /// <summary>The Parquet type of each hyperparameter column: BOOLEAN when every value is a bool, VARCHAR when any
     /// is a string, BIGINT when every run's plugin declares it Integer, else DOUBLE.</summary>
@@ -97,9 +113,11 @@ public static class SummaryWriter
     public static IEnumerable<string> HyperparameterColumns(IEnumerable<Row> rows) =>
         rows.SelectMany(r => r.Labels.Keys).Where(k => k.Contains('.')).Distinct().Order(StringComparer.Ordinal);
 
-    public static int Write(string matrixDir, Func<string, string, HyperparameterKind?>? kinds = null)
+    /// <summary>Rebuilds summary.parquet; returns the number of runs in it. Manifests that could not be read are left
+    /// out and listed in <paramref name="unreadable"/>.</summary>
+    public static int Write(string matrixDir, Func<string, string, HyperparameterKind?>? kinds = null, ICollection<string>? unreadable = null)
     {
-        var rows = Rows(matrixDir);
+        var rows = Rows(matrixDir, unreadable);
         var finals = rows.SelectMany(r => r.Run.Final.Keys).Distinct().Order(StringComparer.Ordinal).ToList();
         var bests = rows.SelectMany(r => r.Best.Keys).Distinct().Order(StringComparer.Ordinal).ToList();
         var hps = HyperparameterColumns(rows).Select(c => (name: c, type: ColumnType(c, rows, kinds))).ToList();

@@ -35,6 +35,10 @@ public sealed class TraceSchema
         Parquet = new ParquetSchema(new Field[] { _step, _matrix, _runId }.Concat(_fields));
     }
 
+    /// <summary>A schema whose value columns are all DOUBLE.</summary>
+    public static TraceSchema OfDoubles(string matrix, string runId, IEnumerable<string> names) =>
+        new(matrix, runId, names.Select(n => new TraceColumn(n)).ToList());
+
     public string Matrix { get; }
     public string RunId { get; }
     public IReadOnlyList<TraceColumn> Columns { get; }
@@ -42,9 +46,9 @@ public sealed class TraceSchema
 
     /// <summary>Writer options: <c>matrix</c> and <c>run_id</c> dictionary-encoded (Parquet.Net writes strings PLAIN
     /// unless told otherwise).</summary>
-    public ParquetOptions Options { get; } = DictionaryStrings();
+    public ParquetOptions Options { get; } = WriterOptions();
 
-    private static ParquetOptions DictionaryStrings()
+    public static ParquetOptions WriterOptions()
     {
         var o = new ParquetOptions();
         o.ColumnEncodingHints[MatrixColumn] = EncodingHint.Dictionary;

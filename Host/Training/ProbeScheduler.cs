@@ -16,6 +16,12 @@ public sealed record ProbeSchedule(string Name, int Every, IReadOnlyList<ProbeWi
 [Flags]
 public enum ProbeEvents { None = 0, Crossing = 1, LossSpike = 2 }
 
+/// <summary>Everything a <see cref="ProbeScheduler"/> carries from one step to the next (saved with a run's checkpoint,
+/// so a resumed run measures its probes at the steps an uninterrupted run would).</summary>
+public sealed record ProbeSchedulerState(
+    long?[] Last, long[] BurstUntil, double?[] Cost, long[] Postponed, int[] Measurements,
+    double ProbeSeconds, double OtherSeconds, double? OtherPerStep, double? LossEma, ProbeEvents Pending, double Stretch);
+
 /// <summary>
 /// Decides which probes run at each step and keeps the probe-time accounting.
 /// <para>Schedule. Probe i has a base interval k_i(t): its <c>every</c>, the <c>every</c> of any dense window containing
@@ -106,6 +112,30 @@ public sealed class ProbeScheduler
     }
 
     public bool InBurst(int i, long t) => t <= _burstUntil[i];
+
+    public ProbeSchedulerState ExportState() => new(
+        (long?[])_last.Clone(), (long[])_burstUntil.Clone(), (double?[])_cost.Clone(), (long[])_postponed.Clone(), (int[])_measurements.Clone(),
+        _probeSeconds, _otherSeconds, _otherPerStep, _lossEma, _pending, Stretch);
+
+    /// <summary>Restores a state exported by a scheduler of the same probes.</summary>
+    public void ImportState(ProbeSchedulerState state)
+    {
+        int n = _probes.Length;
+        if (state.Last.Length != n || state.BurstUntil.Length != n || state.Cost.Length != n || state.Postponed.Length != n || state.Measurements.Length != n)
+            throw new ArgumentException($"the scheduler state is for {state.Last.Length} probes, this scheduler has {n}");
+        state.Last.CopyTo(_last, 0);
+        state.BurstUntil.CopyTo(_burstUntil, 0);
+        state.Cost.CopyTo(_cost, 0);
+        state.Postponed.CopyTo(_postponed, 0);
+        state.Measurements.CopyTo(_measurements, 0);
+        _probeSeconds = state.ProbeSeconds;
+        _otherSeconds = state.OtherSeconds;
+        _probeSecondsThisStep = 0;
+        _otherPerStep = state.OtherPerStep;
+        _lossEma = state.LossEma;
+        _pending = state.Pending;
+        Stretch = state.Stretch;
+    }
 
     /// <summary>The probes to measure at step t, in the order they were given. <paramref name="last"/> = the final
     /// row of the run (every probe is measured).</summary>

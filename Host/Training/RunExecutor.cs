@@ -49,8 +49,17 @@ public sealed class RunExecutor(PluginCatalog plugins, HarnessMetrics metrics, I
         string manifestPath = Path.Combine(runDir, "manifest.json");
         string tracePath = Path.Combine(runDir, "trace.parquet");
         _runDir = runDir;
-        _resume = RunCheckpoint.TryLoad(runDir);
-        string? previousTrace = KeepPreviousAttempt(runDir, tracePath);
+        // Parts a killed attempt left become its trace.parquet first (kept aside below like any previous attempt).
+        try { TraceWriter.Recover(tracePath); }
+        catch (Exception e) when (e is IOException or InvalidDataException or UnauthorizedAccessException)
+        {
+            logger.LogWarning("run {Run}: the previous attempt's trace parts in {Parts} could not be compacted ({Message}); they are kept aside",
+                cell.RunId, TraceWriter.PartsFolder(tracePath), e.Message);
+            KeepPartsAside(runDir, tracePath);
+        }
+        _resume = RunCheckpoint.TryLoad(runDir, out var discarded);
+        if (discarded is not null) logger.LogWarning("run {Run}: checkpoint discarded, the run starts over: {Reason}", cell.RunId, discarded);
+        KeepPreviousAttempt(runDir, tracePath);
 
         var spec = cell.Matrix;
         var device = ResolveDevice(spec.Device);
@@ -108,9 +117,9 @@ public sealed class RunExecutor(PluginCatalog plugins, HarnessMetrics metrics, I
                 using var trace = new TraceWriter(tracePath, new TraceSchema(cell.MatrixName, cell.RunId,
                     columns.Select(c => new TraceColumn(c, types.TryGetValue(c, out var t) ? t : ProbeCostType(c))).ToList()));
                 // Resume from a checkpoint: the new trace starts with the old rows of the steps before it.
-                if (_resume is { } cp && (previousTrace is null || RunCheckpoint.CopyRows(previousTrace, trace, cp.Step, manifest) != cp.Step))
+                if (_resume is { } cp && !CopyPreviousRows(cell, runDir, trace, cp.Step, manifest))
                 {
-                    logger.LogWarning("run {Run}: checkpoint at step {Step} unusable (the previous trace lacks its rows); starting over", cell.RunId, cp.Step);
+                    logger.LogWarning("run {Run}: checkpoint at step {Step} unusable (no earlier attempt's trace holds its rows); starting over", cell.RunId, cp.Step);
                     _resume = null;
                     RunCheckpoint.Delete(runDir);
                 }
@@ -224,7 +233,8 @@ public sealed class RunExecutor(PluginCatalog plugins, HarnessMetrics metrics, I
         long start = 0;
         if (_resume is { } checkpoint)
         {
-            previousUpdate = checkpoint.Restore(_runDir, model, optimizer, initial);
+            previousUpdate = checkpoint.Restore(_runDir, model, optimizer, initial, out updateBeforePrevious);
+            if (checkpoint.Scheduler is { } schedulerState) scheduler.ImportState(schedulerState);
             initialLoss = checkpoint.InitialLoss;
             start = checkpoint.Step;
             manifest.StepsCompleted = start;
@@ -357,7 +367,7 @@ public sealed class RunExecutor(PluginCatalog plugins, HarnessMetrics metrics, I
             if (!last && spec.Training.CheckpointEvery > 0 && (t + 1) % spec.Training.CheckpointEvery == 0 && t + 1 < steps)
             {
                 trace.Flush(); // every row before the checkpoint is on disk before the checkpoint is
-                RunCheckpoint.Save(_runDir, t + 1, model, optimizer, initial, previousUpdate, initialLoss);
+                RunCheckpoint.Save(_runDir, t + 1, model, optimizer, initial, previousUpdate, initialLoss, updateBeforePrevious, scheduler.ExportState());
                 manifest.Save(manifestPath);
             }
         }
@@ -434,6 +444,35 @@ public sealed class RunExecutor(PluginCatalog plugins, HarnessMetrics metrics, I
         var target = Path.Combine(aside, $"trace.{DateTime.UtcNow:yyyyMMddTHHmmssfff}.parquet");
         File.Move(tracePath, target);
         return target;
+    }
+
+    private static void KeepPartsAside(string runDir, string tracePath)
+    {
+        var parts = TraceWriter.PartsFolder(tracePath);
+        var aside = Path.Combine(runDir, "attempts");
+        Directory.CreateDirectory(aside);
+        Directory.Move(parts, Path.Combine(aside, $"trace.{DateTime.UtcNow:yyyyMMddTHHmmssfff}.parts"));
+    }
+
+    /// <summary>Copies the rows before <paramref name="step"/> from the newest earlier attempt whose trace holds them
+    /// all. Every attempt is kept in attempts/, so a process killed while copying (the old trace already moved there,
+    /// the new one incomplete) loses nothing: the next attempt finds the complete one again.</summary>
+    private bool CopyPreviousRows(RunCell cell, string runDir, TraceWriter trace, long step, RunManifest manifest)
+    {
+        var aside = Path.Combine(runDir, "attempts");
+        if (!Directory.Exists(aside)) return false;
+        foreach (var previous in Directory.GetFiles(aside, "trace.*.parquet").OrderDescending(StringComparer.Ordinal))
+        {
+            try
+            {
+                if (RunCheckpoint.CopyRows(previous, trace, step, manifest) == step) return true;
+            }
+            catch (InvalidDataException e)
+            {
+                logger.LogWarning("run {Run}: {Message}", cell.RunId, e.Message);
+            }
+        }
+        return false;
     }
 
     private static PluginUse Use(string kind, string name, PluginOrigin o) => new(kind, name, o.File, o.Sha256, o.AssemblyName, o.AssemblyVersion);

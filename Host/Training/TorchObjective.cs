@@ -54,11 +54,12 @@ public sealed class TorchObjective(IModel model, Dataset batch) : IObjective
         if (direction.Count != _params.Length)
             throw new ArgumentException($"direction has {direction.Count} tensors, the model {_params.Length}");
         var saved = new Tensor[_params.Length];
+        using (var alpha = scale.ToScalar())
         using (no_grad())
             for (int i = 0; i < _params.Length; i++)
             {
                 saved[i] = _params[i].clone();
-                _params[i].add_(direction[i], alpha: scale);
+                _params[i].add_(direction[i], alpha: alpha);
             }
         try { return evaluate(); }
         finally

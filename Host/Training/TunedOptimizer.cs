@@ -42,9 +42,10 @@ public sealed class TunedOptimizer : IOptimizer
             eta = Tuner.Choose(new TunerContext(objective, eval, u, _scheduled, Steps, Shared));
             if (double.IsNaN(eta) || eta < 0)
                 throw new InvalidOperationException($"tuner returned an invalid learning rate {eta}");
+            using (var alpha = eta.ToScalar())
             using (no_grad())
                 for (int i = 0; i < u.Count; i++)
-                    objective.Parameters[i].add_(u[i], alpha: eta);
+                    objective.Parameters[i].add_(u[i], alpha: alpha);
         }
         _base.LearningRate = eta;
         Steps++;

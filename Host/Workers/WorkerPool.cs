@@ -133,7 +133,8 @@ public sealed class WorkerPool(IOptions<HarnessOptions> options, ILogger<WorkerP
         bool clean = killedFor is null && (code == 0 || code == WorkerCommand.ExitInterrupted) && manifest.Status != RunStatus.Running;
         if (!clean)
         {
-            File.WriteAllText(Path.Combine(request.RunDirectory, StderrFile), tailText);
+            // I/O here (disk full, read-only results) must never take the host down: the run still ends with its reason.
+            TryWrite(() => File.WriteAllText(Path.Combine(request.RunDirectory, StderrFile), tailText), StderrFile, cell);
             if (stopping.IsCancellationRequested && !cancel.IsCancellationRequested)
             {
                 manifest.Status = RunStatus.Interrupted;
@@ -149,13 +150,13 @@ public sealed class WorkerPool(IOptions<HarnessOptions> options, ILogger<WorkerP
             }
             manifest.FinishedUtc = DateTime.UtcNow;
             if (manifest.WallSeconds == 0) manifest.WallSeconds = clock.Elapsed.TotalSeconds;
-            manifest.Save(manifestPath);
+            TryWrite(() => manifest.Save(manifestPath), "manifest.json", cell);
         }
         if (cancel.IsCancellationRequested && !stopping.IsCancellationRequested && !manifest.IsFinished)
         {
             manifest.Status = RunStatus.Cancelled;
             manifest.Reason = $"cancelled at step {manifest.StepsCompleted}";
-            manifest.Save(manifestPath);
+            TryWrite(() => manifest.Save(manifestPath), "manifest.json", cell);
         }
         logger.Log(manifest.Status == RunStatus.Failed ? LogLevel.Warning : LogLevel.Information,
             "run {Run} ended: {Status} ({Reason})", cell.RunId, manifest.Status.ToString().ToLowerInvariant(), manifest.Reason);
@@ -184,4 +185,13 @@ public sealed class WorkerPool(IOptions<HarnessOptions> options, ILogger<WorkerP
         RunId = cell.RunId, Matrix = cell.MatrixName, Label = cell.Label, Optimizer = cell.Optimizer, Model = cell.Model,
         InitSeed = cell.InitSeed, DataSeed = cell.DataSeed, Configuration = cell.Configuration(),
     };
+
+    private void TryWrite(Action write, string what, RunCell cell)
+    {
+        try { write(); }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            logger.LogWarning("run {Run}: could not write {File}: {Message}", cell.RunId, what, e.Message);
+        }
+    }
 }
