@@ -109,7 +109,18 @@ public sealed class JsonLinesProgress : IRunProgress, IDisposable
     }
 
     public void RunStarted(RunCell cell, long steps) => Write(WorkerProtocol.Started(cell, steps), flush: true);
-    public void RunStepReport(RunCell cell, StepReport report) => Write(WorkerProtocol.Step(report), flush: false);
+    /// <summary>Called once, after the first step's event is written (and flushed, so the supervisor sees the run
+    /// progress at once).</summary>
+    public Action? FirstStep { get; init; }
+    private bool _stepped;
+
+    public void RunStepReport(RunCell cell, StepReport report)
+    {
+        bool first = !_stepped;
+        _stepped = true;
+        Write(WorkerProtocol.Step(report), flush: first);
+        if (first) FirstStep?.Invoke();
+    }
     public void RunEnded(RunCell cell, RunManifest manifest) => Write(WorkerProtocol.Ended(manifest), flush: true);
 
     public void Dispose()
