@@ -27,7 +27,7 @@ public static class WorkerCommand
         var runId = new Option<string>("--run-id") { Description = "the run id of the cell to execute", Required = true };
         var runDir = new Option<string>("--run-dir") { Description = "run folder (manifest.json, trace.parquet)", Required = true };
         var plugins = new Option<string>("--plugins") { Description = "plugin folder", Required = true };
-        var threads = new Option<int>("--threads") { Description = "libtorch threads (0 = all cores)" };
+        var threads = new Option<int>("--threads") { Description = "libtorch threads (0 = the cores not busy, see WorkerPool.AutoThreads)" };
         var watchStdin = new Option<bool>("--exit-on-stdin-eof") { Description = "kill this process when stdin closes (the supervisor died)" };
         var cmd = new Command("worker", "(internal) Execute one run of a matrix; used by serve and run.") { matrix, runId, runDir, plugins, threads, watchStdin };
         cmd.Hidden = true;
@@ -56,7 +56,8 @@ public static class WorkerCommand
             .Services.Configure<Microsoft.Extensions.Logging.Console.ConsoleLoggerOptions>(c => c.LogToStandardErrorThreshold = LogLevel.Trace));
         var log = lf.CreateLogger("worker");
         var startup = new StartupClock();
-        TorchSharp.torch.set_num_threads(threads > 0 ? threads : Environment.ProcessorCount);
+        Posix.RetainFreedMemory();
+        TorchSharp.torch.set_num_threads(threads > 0 ? threads : WorkerPool.AutoThreads());
         startup.Mark("libtorch");
         var catalog = PluginCatalog.Load(pluginDir, log);
         startup.Mark("plugins");

@@ -35,8 +35,32 @@ public sealed class WorkerPool(IOptions<HarnessOptions> options, ILogger<WorkerP
         return Path.Combine(Path.GetDirectoryName(typeof(WorkerPool).Assembly.Location)!, OperatingSystem.IsWindows() ? "harness.exe" : "harness");
     }
 
-    /// <summary>libtorch threads per worker: --threads when set, else the cores shared among the workers.</summary>
-    public int ThreadsPerWorker => options.Value.Threads > 0 ? options.Value.Threads : Math.Max(1, Environment.ProcessorCount / Math.Max(1, options.Value.Workers));
+    /// <summary>libtorch threads per worker: --threads when set, else <see cref="AutoThreads()"/> shared among the workers.</summary>
+    public int ThreadsPerWorker => options.Value.Threads > 0 ? options.Value.Threads : AutoThreads(Environment.ProcessorCount, LoadAverage(), options.Value.Workers);
+
+    /// <summary>The default thread count: the cores not already busy (cores − the 1-minute load average, rounded),
+    /// at least 1, divided among <paramref name="workers"/>. libtorch's OpenMP threads spin while they wait for each
+    /// other, so more threads than free cores collapse throughput (on 2 cores shared with other jobs, 2 threads ran the
+    /// demo 10–20× slower than 1); on an idle machine this is all cores.</summary>
+    public static int AutoThreads(int cores, double loadAverage, int workers)
+    {
+        int free = Math.Clamp(cores - (int)Math.Round(double.IsFinite(loadAverage) ? Math.Max(0, loadAverage) : 0), 1, Math.Max(1, cores));
+        return Math.Max(1, free / Math.Max(1, workers));
+    }
+
+    /// <summary><see cref="AutoThreads(int, double, int)"/> for one process on this machine now.</summary>
+    public static int AutoThreads() => AutoThreads(Environment.ProcessorCount, LoadAverage(), 1);
+
+    /// <summary>The 1-minute load average (/proc/loadavg; 0 where there is none).</summary>
+    public static double LoadAverage()
+    {
+        try
+        {
+            var first = File.ReadAllText("/proc/loadavg").Split(' ')[0];
+            return double.Parse(first, System.Globalization.CultureInfo.InvariantCulture);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or FormatException) { return 0; }
+    }
 
     /// <summary>Waits for a free slot, then runs the cell in a worker. <paramref name="stopping"/> = the host shuts
     /// down (the run ends as interrupted); <paramref name="cancel"/> = the user cancelled the run (cancelled).</summary>

@@ -62,6 +62,7 @@ public sealed class PeerBenchmark : IBenchmark
         var catalog = PluginCatalog.Load(_plugins);
         if (!catalog.Models.ContainsKey("fashion_mlp")) { output.WriteLine($"error: the built-in plugins were not found in {_plugins}"); return 1; }
         torch.set_num_threads(_threads);
+        Posix.RetainFreedMemory();   // as in workers, so the bare loop is the same process set-up
         bool quick = context.Quick;
         string load = File.Exists("/proc/loadavg") ? File.ReadAllText("/proc/loadavg").Trim() : "n/a";
         output.WriteLine($"threads {_threads} on both sides (harness libtorch {torch.__version__}, PyTorch {info["torch"]} BLAS {info["blas"]}, scipy {info["scipy"]}); " +
