@@ -201,17 +201,21 @@ public static class HarnessCli
 
         // Each run in a worker process (a native crash fails only that run), unless --in-process.
         Func<RunCell, string, Training.IRunProgress, CancellationToken, RunManifest>? execute = null;
+        Workers.WorkerSession? session = null;
+        using var endSession = new DisposeLater(() => session?.Dispose());
         if (!p.GetValue(InProcess))
         {
             var pool = app.Services.GetRequiredService<Workers.WorkerPool>();
             var metricsSink = new Service.MetricsProgress(app.Services.GetRequiredService<HarnessMetrics>(), () => catalog);
             string matrixFile = Path.GetFullPath(matrixPath);
+            // One worker serves the runs of the matrix in turn (a crashed one is replaced for the next run).
+            session = new Workers.WorkerSession();
             execute = (cell, runDir, progress, token) =>
             {
                 try
                 {
                     return pool.RunAsync(new Workers.WorkerRequest(cell, matrixFile, runDir), new Workers.CompositeProgress(progress, metricsSink),
-                        token, CancellationToken.None).GetAwaiter().GetResult();
+                        token, CancellationToken.None, session).GetAwaiter().GetResult();
                 }
                 catch (OperationCanceledException)
                 {
@@ -237,6 +241,11 @@ public static class HarnessCli
         await app.StopAsync(CancellationToken.None);
         if (ct.IsCancellationRequested) { Console.Error.WriteLine("interrupted: unfinished runs are marked 'interrupted' and run again next time"); return 130; }
         return outcome.Runs.Any(r => r.Status is RunStatus.Failed) ? 1 : 0;
+    }
+
+    private sealed class DisposeLater(Action action) : IDisposable
+    {
+        public void Dispose() => action();
     }
 
     public static string BoundAddress(WebApplication app) =>

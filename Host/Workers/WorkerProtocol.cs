@@ -25,9 +25,11 @@ public static class WorkerProtocol
         ["probes"] = Dict(r.Probes), ["probe_seconds"] = Dict(r.ProbeSeconds),
     }.ToJsonString();
 
-    public static string Ended(RunManifest m) => Prefix + new JsonObject
+    public static string Ended(RunManifest m) => Ended(m.RunId, m.Status.ToString().ToLowerInvariant(), m.Reason);
+
+    public static string Ended(string runId, string status, string? reason) => Prefix + new JsonObject
     {
-        ["e"] = "ended", ["run"] = m.RunId, ["status"] = m.Status.ToString().ToLowerInvariant(), ["reason"] = m.Reason,
+        ["e"] = "ended", ["run"] = runId, ["status"] = status, ["reason"] = reason,
     }.ToJsonString();
 
     /// <summary>Non-finite values travel as strings ("NaN", "Infinity"): JSON has no literal for them.</summary>
@@ -122,6 +124,9 @@ public sealed class JsonLinesProgress : IRunProgress, IDisposable
         if (first) FirstStep?.Invoke();
     }
     public void RunEnded(RunCell cell, RunManifest manifest) => Write(WorkerProtocol.Ended(manifest), flush: true);
+
+    /// <summary>The end of a requested run that could not start (its manifest is not written).</summary>
+    public void RunRefused(string runId, string reason) => Write(WorkerProtocol.Ended(runId, "failed", reason), flush: true);
 
     public void Dispose()
     {

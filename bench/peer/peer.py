@@ -97,7 +97,12 @@ def usage():
     return {"peak_rss_bytes": r.ru_maxrss * 1024, "minor_faults": r.ru_minflt, "major_faults": r.ru_majflt}
 
 
+FIRST = {}
+
+
 def first_step_mark():
+    if not FIRST:
+        FIRST.update({"first_step_" + k: v for k, v in usage().items()})
     print("first-step", flush=True)
 
 
@@ -190,7 +195,9 @@ def main():
         result = {"steps": cmd_steps, "sharpness": cmd_sharpness, "demo": cmd_demo}[a.command](a, p)
     result.update(info)
     result.update(usage())
-    print(json.dumps(result), flush=True)
+    result.update(FIRST)
+    clean = {k: (None if isinstance(v, float) and not np.isfinite(v) else v) for k, v in result.items()}
+    print(json.dumps(clean), flush=True)
 
 
 if __name__ == "__main__":

@@ -32,7 +32,7 @@ public sealed class PeerBenchmark : IBenchmark
 
     public const string ThreadsVariable = "HARNESS_BENCH_THREADS";
     public const string PythonVariable = "HARNESS_PEER_PYTHON";
-    private const double Lr = 0.05;
+    private const double Lr = 0.05, WideLr = 0.01;
     private static readonly int[] Widths = [100, 400, 1000];
 
     private static string F(double x, string f = "F3") => x.ToString(f, CultureInfo.InvariantCulture);
@@ -93,7 +93,7 @@ public sealed class PeerBenchmark : IBenchmark
     private void Steps(PluginCatalog catalog, string root, bool quick, TextWriter output)
     {
         int reps = quick ? 1 : 3;
-        output.WriteLine($"-- training step without probes (GD η = {Lr}, full batch of 2000), {reps} interleaved repetition(s)");
+        output.WriteLine($"-- training step without probes (GD, full batch of 2000; η = {Lr} at width 100, {WideLr} wider, where {Lr} diverges), {reps} interleaved repetition(s)");
         output.WriteLine($"{"width",6} {"params",8} {"steps",6} {"bare_ms",9} {"run_ms",9} {"torch_ms",9} {"run/bare",9} {"bare/torch",10} {"run/torch",10} " +
                          $"{"first_s",8} {"torch_1st",9} {"rss_MiB",8} {"torch_MiB",9} {"faults/1k",10} {"torch_f/1k",10}");
         foreach (int width in Widths)
@@ -102,22 +102,24 @@ public sealed class PeerBenchmark : IBenchmark
             var dir = Path.Combine(root, $"w{width}");
             var (model, parameters) = Export(catalog, width, dir);
             using var disposeModel = model;
-            var matrix = WriteMatrix(root, $"steps-w{width}", width, [Lr], steps, probes: null, seeds: 1);
+            double lr = width == 100 ? Lr : WideLr;
+            var matrix = WriteMatrix(root, $"steps-w{width}", width, [lr], steps, probes: null, seeds: 1);
             var bare = new List<double>();
             var run = new List<Side>();
             var peer = new List<Side>();
             for (int r = 0; r < reps; r++)
             {
-                bare.Add(BareLoop(catalog, model, steps));
+                bare.Add(BareLoop(catalog, model, steps, lr));
                 run.Add(Worker(matrix, Path.Combine(root, $"run-w{width}-{r}")));
-                var js = Python(["steps", "--data", dir, "--steps", steps.ToString(), "--lr", F(Lr, "R")], null, out double first, out _)
+                var js = Python(["steps", "--data", dir, "--steps", steps.ToString(), "--lr", F(lr, "R")], null, out double first, out _)
                          ?? throw new InvalidOperationException("the PyTorch reference failed (steps)");
-                peer.Add(new Side(first, (double)js["step_seconds"]!, (long)js["peak_rss_bytes"]!, (long)js["minor_faults"]!));
+                peer.Add(new Side(first, (double)js["step_seconds"]!, (long)js["peak_rss_bytes"]!, (long)js["minor_faults"]! - (long)js["first_step_minor_faults"]!));
             }
             double b = Median(bare), h = Median(run.Select(x => x.StepSeconds)), p = Median(peer.Select(x => x.StepSeconds));
             double hFirst = Median(run.Select(x => x.FirstStep)), pFirst = Median(peer.Select(x => x.FirstStep));
             long hRss = run.Max(x => x.PeakRss), pRss = peer.Max(x => x.PeakRss);
-            double hFaults = run.Average(x => (double)x.MinorFaults) / steps * 1000, pFaults = peer.Average(x => (double)x.MinorFaults) / steps * 1000;
+            // faults after the first step (start-up excluded), per 1000 steps
+            double hFaults = run.Average(x => (double)x.MinorFaults) / (steps - 1) * 1000, pFaults = peer.Average(x => (double)x.MinorFaults) / (steps - 1) * 1000;
             output.WriteLine($"{width,6} {parameters,8} {steps,6} {F(b * 1e3, "F2"),9} {F(h * 1e3, "F2"),9} {F(p * 1e3, "F2"),9} {F(h / b, "F3"),9} {F(b / p, "F3"),10} {F(h / p, "F3"),10} " +
                              $"{F(hFirst, "F2"),8} {F(pFirst, "F2"),9} {hRss >> 20,8} {pRss >> 20,9} {F(hFaults, "F0"),10} {F(pFaults, "F0"),10}");
             Row($"step time, width {width} (harness run)", $"{F(h * 1e3, "F2")} ms", $"{F(p * 1e3, "F2")} ms", h / p, "≤ 1.0");
@@ -129,12 +131,12 @@ public sealed class PeerBenchmark : IBenchmark
     }
 
     /// <summary>The bench's bare loop: full-batch GD through the host's objective and the gd plugin, nothing else.</summary>
-    private double BareLoop(PluginCatalog catalog, IModel model, int steps)
+    private double BareLoop(PluginCatalog catalog, IModel model, int steps, double lr)
     {
         var saved = model.Parameters.Select(p => p.Tensor.detach().clone()).ToList();
         var gd = catalog.Optimizers["gd"].Plugin;
         using var optimizer = gd.Create(model.Parameters.Select(p => p.Tensor).ToList(),
-            new HyperparameterValues(gd.Hyperparameters, new Dictionary<string, object> { ["lr"] = Lr }));
+            new HyperparameterValues(gd.Hyperparameters, new Dictionary<string, object> { ["lr"] = lr }));
         var clock = new Stopwatch();
         for (int t = 0; t < steps; t++)
         {
@@ -358,10 +360,11 @@ public sealed class PeerBenchmark : IBenchmark
         string err = stderr.Result;
         if (process.ExitCode != 0) throw new InvalidOperationException($"worker failed ({process.ExitCode}): {err}");
         var usage = WorkerCommand.ParseResources(err) ?? throw new InvalidOperationException("the worker did not report its resources");
+        var atFirst = WorkerCommand.ParseResources(err, atFirstStep: true) ?? usage;
         var time = ReadTrace(Path.Combine(runDir, "trace.parquet"))["time_s"];
         int n = time.Length - 1;  // the last row is the final point (no update)
         double perStep = (time[n - 1]!.Value - time[0]!.Value) / Math.Max(1, n - 1);
-        return new Side(first, perStep, usage.PeakRss, usage.MinorFaults);
+        return new Side(first, perStep, usage.PeakRss, usage.MinorFaults - atFirst.MinorFaults);
     }
 
     /// <summary><c>harness run</c> of a matrix (worker processes, no metrics endpoint); returns the run ids.</summary>
