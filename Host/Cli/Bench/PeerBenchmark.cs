@@ -90,9 +90,28 @@ public sealed class PeerBenchmark : IBenchmark
 
     // ---- time per step, time to first step, memory ----
 
+    /// <summary>The GEMM rate this process reaches (float32, 2000×784 · 784×1000, the largest product of a step), in FLOP/s.</summary>
+    private static double GemmPeak(bool quick)
+    {
+        using var scope = NewDisposeScope();
+        var a = randn(2000, 784, generator: new torch.Generator(1));
+        var b = randn(784, 1000, generator: new torch.Generator(2));
+        var best = double.MaxValue;
+        for (int i = 0; i < (quick ? 3 : 10); i++)
+        {
+            using var s = NewDisposeScope();
+            var clock = Stopwatch.StartNew();
+            using var c = a.matmul(b);
+            best = Math.Min(best, clock.Elapsed.TotalSeconds);
+        }
+        return 2.0 * 2000 * 784 * 1000 / best;
+    }
+
     private void Steps(PluginCatalog catalog, string root, bool quick, TextWriter output)
     {
         int reps = quick ? 1 : 3;
+        double peak = GemmPeak(quick);
+        output.WriteLine($"-- GEMM rate of this process (float32 2000×784·784×1000, best of repetitions): {F(peak / 1e9, "F1")} GFLOP/s");
         output.WriteLine($"-- training step without probes (GD, full batch of 2000; η = {Lr} at width 100, {WideLr} wider, where {Lr} diverges), {reps} interleaved repetition(s)");
         output.WriteLine($"{"width",6} {"params",8} {"steps",6} {"bare_ms",9} {"run_ms",9} {"torch_ms",9} {"run/bare",9} {"bare/torch",10} {"run/torch",10} " +
                          $"{"first_s",8} {"torch_1st",9} {"rss_MiB",8} {"torch_MiB",9} {"faults/1k",10} {"torch_f/1k",10}");
@@ -122,6 +141,11 @@ public sealed class PeerBenchmark : IBenchmark
             double hFaults = run.Average(x => (double)x.MinorFaults) / (steps - 1) * 1000, pFaults = peer.Average(x => (double)x.MinorFaults) / (steps - 1) * 1000;
             output.WriteLine($"{width,6} {parameters,8} {steps,6} {F(b * 1e3, "F2"),9} {F(h * 1e3, "F2"),9} {F(p * 1e3, "F2"),9} {F(h / b, "F3"),9} {F(b / p, "F3"),10} {F(h / p, "F3"),10} " +
                              $"{F(hFirst, "F2"),8} {F(pFirst, "F2"),9} {hRss >> 20,8} {pRss >> 20,9} {F(hFaults, "F0"),10} {F(pFaults, "F0"),10}");
+            // A full-batch step of the MLP: forward 2·N·W FLOPs per weight matrix, backward twice that (inputs and
+            // weights; none for the data), so about 6·N·(weights) in matrix products.
+            double flops = 6.0 * 2000 * model.Parameters.Where(q => q.Tensor.dim() == 2).Sum(q => (double)q.Tensor.numel());
+            output.WriteLine($"       width {width}: {F(flops / 1e9, "F2")} GFLOP per step in matrix products; bare loop {F(flops / b / 1e9, "F1")} GFLOP/s = " +
+                             $"{F(100 * flops / b / peak, "F0")}% of the GEMM rate, harness run {F(100 * flops / h / peak, "F0")}%, PyTorch {F(100 * flops / p / peak, "F0")}%");
             Row($"step time, width {width} (harness run)", $"{F(h * 1e3, "F2")} ms", $"{F(p * 1e3, "F2")} ms", h / p, "≤ 1.0");
             Row($"step time, width {width}: run / bare loop", $"{F(h * 1e3, "F2")} ms", $"bare {F(b * 1e3, "F2")}", h / b, "≤ 1.03");
             Row($"peak RSS, width {width}", $"{hRss >> 20} MiB", $"{pRss >> 20} MiB", (double)hRss / pRss, "≤ 1.3");
