@@ -238,7 +238,7 @@ public sealed class PeerBenchmark : IBenchmark
             var clock = Stopwatch.StartNew();
             var values = probe.Measure(new ProbeContext(objective, optimizer, model, at, model.Parameters.Select(p => p.Tensor).ToList(), null,
                 new Dictionary<string, object>()));
-            return (values["sharpness_lambda1"], objective.HessianProducts, clock.Elapsed.TotalSeconds);
+            return (values["sharpness"], objective.HessianProducts, clock.Elapsed.TotalSeconds);
         }
 
         var h = new List<(double lambda, int hvps, double seconds)>();
@@ -374,6 +374,7 @@ public sealed class PeerBenchmark : IBenchmark
         var psi = new ProcessStartInfo(WorkerPool.Executable()) { RedirectStandardOutput = true, RedirectStandardError = true, RedirectStandardInput = true, UseShellExecute = false };
         foreach (var a in new[] { "worker", "--matrix", matrixFile, "--run-id", cell.RunId, "--run-dir", runDir, "--plugins", _plugins, "--threads", _threads.ToString() })
             psi.ArgumentList.Add(a);
+        WorkerPool.WorkerEnvironment(psi);
         var clock = Stopwatch.StartNew();
         using var process = Process.Start(psi)!;
         double first = double.NaN;
