@@ -5,12 +5,15 @@ using static TorchSharp.torch;
 namespace Harness.Plugins.Models;
 
 /// <summary>Reads the Fashion-MNIST IDX files (gzip or raw) from a folder, by default the Debian package's
-/// location, and draws seeded class-balanced subsets. Nothing is ever downloaded.</summary>
+/// location, and draws seeded class-balanced subsets. Nothing is ever downloaded. Only the labels (60 000 bytes) are
+/// kept per process; the images of a subset are picked out of the file while it is streamed, so a run holds only
+/// the examples it uses, in its own dtype.</summary>
 public static class FashionMnist
 {
     public const string DefaultDirectory = "/usr/share/datasets/fashion-mnist";
     public const string DirectoryVariable = "HARNESS_FASHION_MNIST_DIR";
     public const int Classes = 10;
+    public const int Pixels = 784;
 
     /// <summary>The configured folder (the matrix's data_dir; its "fashion-mnist" subfolder when the files are there
     /// instead, so one data_dir can hold several datasets), else the environment variable, else the Debian location.</summary>
@@ -26,28 +29,115 @@ public static class FashionMnist
         return Environment.GetEnvironmentVariable(DirectoryVariable) ?? DefaultDirectory;
     }
 
-    private static readonly System.Collections.Concurrent.ConcurrentDictionary<(string, bool), Lazy<(double[], byte[], int)>> Cache = new();
+    private static readonly System.Collections.Concurrent.ConcurrentDictionary<(string, bool), Lazy<byte[]>> LabelCache = new();
 
-    /// <summary>Images as float64 in [0,1], shape N×784, and labels 0..9 (read once per process and folder).</summary>
-    public static (double[] images, byte[] labels, int count) Read(string directory, bool train)
+    /// <summary>The labels 0..9 of a split (read once per process and folder; the subset selection needs all of them).</summary>
+    public static byte[] ReadLabels(string directory, bool train)
     {
-        var lazy = Cache.GetOrAdd((Path.GetFullPath(directory), train), k => new Lazy<(double[], byte[], int)>(() => ReadUncached(k.Item1, k.Item2)));
+        var key = (Path.GetFullPath(directory), train);
+        var lazy = LabelCache.GetOrAdd(key, k => new Lazy<byte[]>(() => ReadLabelsUncached(k.Item1, k.Item2)));
         try { return lazy.Value; }
-        catch { Cache.TryRemove(new KeyValuePair<(string, bool), Lazy<(double[], byte[], int)>>((Path.GetFullPath(directory), train), lazy)); throw; }
+        catch { LabelCache.TryRemove(new KeyValuePair<(string, bool), Lazy<byte[]>>(key, lazy)); throw; }
     }
 
-    private static (double[] images, byte[] labels, int count) ReadUncached(string directory, bool train)
+    private static string Prefix(bool train) => train ? "train" : "t10k";
+
+    private static byte[] ReadLabelsUncached(string directory, bool train)
     {
-        string prefix = train ? "train" : "t10k";
-        var images = ReadIdx(Find(directory, $"{prefix}-images-idx3-ubyte"), 0x00000803, out int n, out int rowLen);
-        var labels = ReadIdx(Find(directory, $"{prefix}-labels-idx1-ubyte"), 0x00000801, out int nl, out _);
-        if (n != nl)
-            throw new InvalidDataException($"{directory}: {prefix} images ({n}) and labels ({nl}) differ in count");
-        if (rowLen != 784)
-            throw new InvalidDataException($"{directory}: {prefix} images are {rowLen} pixels, expected 784");
-        var pixels = new double[images.Length];
-        for (int i = 0; i < images.Length; i++) pixels[i] = images[i] / 255.0;
-        return (pixels, labels, n);
+        Find(directory, $"{Prefix(train)}-images-idx3-ubyte"); // a missing split is named by its images file
+        var path = Find(directory, $"{Prefix(train)}-labels-idx1-ubyte");
+        using var s = Open(path);
+        var (count, rowLength) = ReadHeader(s, path, 0x00000801);
+        var labels = new byte[count];
+        ReadExactly(s, labels, path, 8 + (long)count * rowLength);
+        ExpectEnd(s, path, 8 + (long)count * rowLength);
+        return labels;
+    }
+
+    /// <summary>The raw pixels (0..255) of the examples <paramref name="indices"/> of a split, row k = example
+    /// indices[k], picked out while the images file is streamed (the file is read to its end, so a truncated or
+    /// oversized file is reported).</summary>
+    public static byte[] ReadImages(string directory, bool train, int[] indices)
+    {
+        string prefix = Prefix(train);
+        var path = Find(directory, $"{prefix}-images-idx3-ubyte");
+        int labelCount = ReadLabels(directory, train).Length;
+        using var s = Open(path);
+        var (n, rowLen) = ReadHeader(s, path, 0x00000803);
+        long expected = 16 + (long)n * rowLen;
+        if (n != labelCount)
+            throw new InvalidDataException($"{directory}: {prefix} images ({n}) and labels ({labelCount}) differ in count");
+        if (rowLen != Pixels)
+            throw new InvalidDataException($"{directory}: {prefix} images are {rowLen} pixels, expected {Pixels}");
+        // Example i goes to the rows first[i], next[first[i]], ... (an index may be asked for more than once).
+        var first = new int[n];
+        Array.Fill(first, -1);
+        var next = new int[indices.Length];
+        for (int k = indices.Length - 1; k >= 0; k--)
+        {
+            int i = indices[k];
+            if ((uint)i >= (uint)n) throw new ArgumentOutOfRangeException(nameof(indices), $"{path}: example {i} does not exist ({n} images)");
+            next[k] = first[i];
+            first[i] = k;
+        }
+        var output = new byte[(long)indices.Length * Pixels];
+        var row = new byte[Pixels];
+        for (int i = 0; i < n; i++)
+        {
+            ReadExactly(s, row, path, expected);
+            for (int k = first[i]; k >= 0; k = next[k]) row.CopyTo(output, (long)k * Pixels);
+        }
+        ExpectEnd(s, path, expected);
+        return output;
+    }
+
+    private static Stream Open(string path)
+    {
+        var file = File.OpenRead(path);
+        return path.EndsWith(".gz", StringComparison.Ordinal) ? new BufferedStream(new GZipStream(file, CompressionMode.Decompress), 1 << 16) : new BufferedStream(file, 1 << 16);
+    }
+
+    private static (int count, int rowLength) ReadHeader(Stream s, string path, int magic)
+    {
+        var head = new byte[4];
+        ReadExactly(s, head, path, null);
+        if (BigEndian(head, 0) != magic)
+            throw new InvalidDataException($"{path}: not an IDX file of the expected type (bad magic number)");
+        int dims = head[3];
+        var sizes = new byte[4 * dims];
+        ReadExactly(s, sizes, path, null);
+        int count = BigEndian(sizes, 0), rowLength = 1;
+        for (int d = 1; d < dims; d++) rowLength *= BigEndian(sizes, 4 * d);
+        return (count, rowLength);
+    }
+
+    private static void ReadExactly(Stream s, byte[] buffer, string path, long? expected)
+    {
+        try
+        {
+            int read = s.ReadAtLeast(buffer, buffer.Length, throwOnEndOfStream: false);
+            if (read < buffer.Length)
+                throw new InvalidDataException(expected is { } e
+                    ? $"{path}: truncated or corrupt IDX file (it ends before the {e} bytes its header says)"
+                    : $"{path}: truncated or corrupt IDX file (it ends inside the header)");
+        }
+        catch (InvalidDataException e) when (!e.Message.StartsWith(path, StringComparison.Ordinal))
+        {
+            throw new InvalidDataException($"{path}: unreadable ({e.Message})", e);
+        }
+    }
+
+    private static void ExpectEnd(Stream s, string path, long expected)
+    {
+        try
+        {
+            if (s.ReadByte() >= 0)
+                throw new InvalidDataException($"{path}: corrupt IDX file (longer than the {expected} bytes its header says)");
+        }
+        catch (InvalidDataException e) when (!e.Message.StartsWith(path, StringComparison.Ordinal))
+        {
+            throw new InvalidDataException($"{path}: unreadable ({e.Message})", e);
+        }
     }
 
     private static string Find(string directory, string stem)
@@ -63,33 +153,6 @@ public static class FashionMnist
             Path.Combine(directory, stem + ".gz"));
     }
 
-    private static byte[] ReadIdx(string path, int magic, out int count, out int rowLength)
-    {
-        try
-        {
-            using var file = File.OpenRead(path);
-            using Stream s = path.EndsWith(".gz", StringComparison.Ordinal) ? new GZipStream(file, CompressionMode.Decompress) : file;
-            using var ms = new MemoryStream();
-            s.CopyTo(ms);
-            var bytes = ms.ToArray();
-            if (bytes.Length < 8 || BigEndian(bytes, 0) != magic)
-                throw new InvalidDataException($"{path}: not an IDX file of the expected type (bad magic number)");
-            int dims = bytes[3];
-            count = BigEndian(bytes, 4);
-            rowLength = 1;
-            for (int d = 1; d < dims; d++) rowLength *= BigEndian(bytes, 4 + 4 * d);
-            int header = 4 + 4 * dims;
-            long expected = header + (long)count * rowLength;
-            if (bytes.Length != expected)
-                throw new InvalidDataException($"{path}: truncated or corrupt IDX file ({bytes.Length} bytes, header says {expected})");
-            return bytes[header..];
-        }
-        catch (InvalidDataException e) when (!e.Message.StartsWith(path, StringComparison.Ordinal))
-        {
-            throw new InvalidDataException($"{path}: unreadable ({e.Message})", e);
-        }
-    }
-
     private static int BigEndian(byte[] b, int o) => (b[o] << 24) | (b[o + 1] << 16) | (b[o + 2] << 8) | b[o + 3];
 
     /// <summary>A class-balanced subset (see <see cref="Subsets.Balanced"/>).</summary>
@@ -99,16 +162,32 @@ public static class FashionMnist
     /// with them, as the edge-of-stability papers centre and scale their inputs.</summary>
     public const double PixelMean = 0.2860, PixelStd = 0.3530;
 
-    /// <summary>Builds standardised input (N×784) and label tensors for the given example indices.</summary>
-    public static (Tensor inputs, Tensor labels) Tensors(double[] pixels, byte[] labels, int[] indices, ScalarType dtype, Device device)
+    /// <summary>Standardised input (N×784, in <paramref name="dtype"/>) and int64 label tensors of the examples
+    /// <paramref name="indices"/> of a split. Each pixel is (b/255 − mean)/std computed in float64 and rounded once to
+    /// the dtype, the same values as a float64 tensor converted to it.</summary>
+    public static (Tensor inputs, Tensor labels) Tensors(string directory, bool train, int[] indices, ScalarType dtype, Device device)
     {
-        var x = new double[indices.Length * 784];
+        var labels = ReadLabels(directory, train);
+        var raw = ReadImages(directory, train, indices);
+        var level = new double[256];
+        for (int b = 0; b < 256; b++) level[b] = (b / 255.0 - PixelMean) / PixelStd;
         var y = new long[indices.Length];
-        for (int k = 0; k < indices.Length; k++)
+        for (int k = 0; k < indices.Length; k++) y[k] = labels[indices[k]];
+        long[] shape = [indices.Length, Pixels];
+        Tensor x;
+        if (dtype == ScalarType.Float32)
         {
-            for (int j = 0; j < 784; j++) x[k * 784 + j] = (pixels[(long)indices[k] * 784 + j] - PixelMean) / PixelStd;
-            y[k] = labels[indices[k]];
+            var f = new float[raw.Length];
+            for (long i = 0; i < raw.Length; i++) f[i] = (float)level[raw[i]];
+            x = tensor(f, shape, dtype: ScalarType.Float32);
         }
-        return (tensor(x, [indices.Length, 784], dtype: ScalarType.Float64).to(dtype, device), tensor(y, dtype: ScalarType.Int64).to(device));
+        else
+        {
+            var d = new double[raw.Length];
+            for (long i = 0; i < raw.Length; i++) d[i] = level[raw[i]];
+            x = tensor(d, shape, dtype: ScalarType.Float64);
+        }
+        if (x.dtype != dtype || device.type != DeviceType.CPU) x = x.to(dtype, device);
+        return (x, tensor(y, dtype: ScalarType.Int64).to(device));
     }
 }

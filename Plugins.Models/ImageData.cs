@@ -52,15 +52,13 @@ public static class ImageData
             {
                 (c, h, w, classes) = (1, 28, 28, FashionMnist.Classes);
                 string dir = FashionMnist.ResolveDirectory(ctx.DataDirectory);
-                var (pixels, labels, _) = FashionMnist.Read(dir, train: true);
-                var idx = FashionMnist.BalancedSubset(labels, trainSize, ctx.DataSeed);
-                var (x, y) = FashionMnist.Tensors(pixels, labels, idx, ctx.DType, ctx.Device);
+                var idx = FashionMnist.BalancedSubset(FashionMnist.ReadLabels(dir, train: true), trainSize, ctx.DataSeed);
+                var (x, y) = FashionMnist.Tensors(dir, true, idx, ctx.DType, ctx.Device);
                 train = new Dataset(x, y, idx.Length);
                 if (testSize > 0)
                 {
-                    var (tp, tl, _) = FashionMnist.Read(dir, train: false);
-                    var tidx = FashionMnist.BalancedSubset(tl, testSize, ctx.DataSeed);
-                    var (tx, ty) = FashionMnist.Tensors(tp, tl, tidx, ctx.DType, ctx.Device);
+                    var tidx = FashionMnist.BalancedSubset(FashionMnist.ReadLabels(dir, train: false), testSize, ctx.DataSeed);
+                    var (tx, ty) = FashionMnist.Tensors(dir, false, tidx, ctx.DType, ctx.Device);
                     test = new Dataset(tx, ty, tidx.Length);
                 }
                 break;

@@ -26,7 +26,7 @@ public static class HarnessCli
     private static readonly Option<string?> Plugins = new("--plugins") { Description = "plugin folder (default: plugins/ next to the host)" };
     private static readonly Option<string?> Results = new("--results") { Description = "results root (default: ./results)" };
     private static readonly Option<string?> MetricsUrl = new("--metrics-url") { Description = "address serving /metrics, e.g. http://127.0.0.1:9464; port 0 = any free port; 'none' = off (run only)" };
-    private static readonly Option<int?> Threads = new("--threads") { Description = "libtorch threads (default: all cores)" };
+    private static readonly Option<int?> Threads = new("--threads") { Description = "libtorch threads per run (default: the cores not busy at start, cores − load average, at least 1)" };
     private static readonly Option<bool> NoProgress = new("--no-progress") { Description = "log lines instead of live progress bars" };
     private static readonly Option<int?> WorkersOption = new("--workers") { Description = "runs executed at once, each in a worker process (default 1)" };
     private static readonly Option<string?> ApiToken = new("--api-token") { Description = "bearer token for the API (or HARNESS_API_TOKEN); required off loopback" };
@@ -127,7 +127,7 @@ public static class HarnessCli
     /// and for <c>serve</c> the inbox service and /healthz.</summary>
     public static WebApplication BuildWebHost(HarnessOptions o, bool serve)
     {
-        TorchSharp.torch.set_num_threads(o.Threads > 0 ? o.Threads : Environment.ProcessorCount);
+        TorchSharp.torch.set_num_threads(o.Threads > 0 ? o.Threads : Workers.WorkerPool.AutoThreads());
         var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions { Args = [], ContentRootPath = AppContext.BaseDirectory });
         builder.Logging.ClearProviders();
         builder.Logging.AddSimpleConsole(c => { c.SingleLine = true; c.TimestampFormat = "HH:mm:ss "; });
@@ -232,17 +232,21 @@ public static class HarnessCli
 
         // Each run in a worker process (a native crash fails only that run), unless --in-process.
         Func<RunCell, string, Training.IRunProgress, CancellationToken, RunManifest>? execute = InProcessExecute(catalog, app, log);
+        Workers.WorkerSession? session = null;
+        using var endSession = new DisposeLater(() => session?.Dispose());
         if (!p.GetValue(InProcess))
         {
             var pool = app.Services.GetRequiredService<Workers.WorkerPool>();
             var metricsSink = new Service.MetricsProgress(app.Services.GetRequiredService<HarnessMetrics>(), () => catalog);
             string matrixFile = Path.GetFullPath(matrixPath);
+            // One worker serves the runs of the matrix in turn (a crashed one is replaced for the next run).
+            session = new Workers.WorkerSession();
             execute = (cell, runDir, progress, token) =>
             {
                 try
                 {
                     return pool.RunAsync(new Workers.WorkerRequest(cell, matrixFile, runDir), new Workers.CompositeProgress(progress, metricsSink),
-                        token, CancellationToken.None).GetAwaiter().GetResult();
+                        token, CancellationToken.None, session).GetAwaiter().GetResult();
                 }
                 catch (OperationCanceledException)
                 {
@@ -308,6 +312,11 @@ public static class HarnessCli
     }
 
     private static string OneLine(string s) => string.Join(" ", s.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries));
+
+    private sealed class DisposeLater(Action action) : IDisposable
+    {
+        public void Dispose() => action();
+    }
 
     public static string BoundAddress(WebApplication app) =>
         app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()?.Addresses.FirstOrDefault() ?? "?";

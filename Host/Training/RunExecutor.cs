@@ -224,6 +224,9 @@ public sealed class RunExecutor(PluginCatalog plugins, HarnessMetrics metrics, I
         var scheduler = new ProbeScheduler(probes.Select(p => new ProbeSchedule(p.spec.Id, p.spec.Every, p.spec.Windows, p.spec.Burst)).ToList(),
             spec.Training.ProbeBudget);
         double iterationMark = clock.Elapsed.TotalSeconds;
+        // θ_t − θ_{t−1} (and the update before it) only for their consumers: probes and checkpoints.
+        bool trackUpdates = probes.Count > 0 || spec.Training.CheckpointEvery > 0;
+        using var updates = new UpdateBuffers();
         try
         {
         // Status stays "running" in every periodic save; only the end of the loop decides it.
@@ -302,12 +305,10 @@ public sealed class RunExecutor(PluginCatalog plugins, HarnessMetrics metrics, I
             double? threshold = StabilityThreshold.Of(optimizer);   // null: no linear threshold (ThresholdRule.None)
             if (!last)
             {
-                var before = model.Parameters.Select(p => p.Tensor.detach().clone()).ToList();
+                if (trackUpdates) updates.Snapshot(model);
                 optimizer.Step(stepObjective);
                 if (tuned is not null) RecordTuner(tuned, t, shared, row, index, gauges, ref lr, ref threshold);
-                foreach (var u in updateBeforePrevious ?? []) u.Dispose();
-                updateBeforePrevious = previousUpdate;
-                previousUpdate = model.Parameters.Select((p, i) => (p.Tensor.detach() - before[i]).DetachFromDisposeScope()).ToList();
+                if (trackUpdates) (previousUpdate, updateBeforePrevious) = updates.Rotate(model, previousUpdate, updateBeforePrevious);
             }
             double stepSeconds = stepWatch.Elapsed.TotalSeconds;
 
@@ -487,6 +488,35 @@ public sealed class RunExecutor(PluginCatalog plugins, HarnessMetrics metrics, I
     private static string LibTorchVersion()
     {
         try { return torch.__version__; } catch { return "unknown"; }
+    }
+}
+
+/// <summary>The last two updates θ_t − θ_{t−1} in buffers that are reused from step to step (no allocation per step
+/// after the first two): <see cref="Snapshot"/> copies θ before the optimizer step, <see cref="Rotate"/> writes the
+/// new update into the buffer of the oldest one.</summary>
+internal sealed class UpdateBuffers : IDisposable
+{
+    private List<Tensor>? _before;
+
+    public void Snapshot(IModel model)
+    {
+        using var _ = no_grad();
+        _before ??= model.Parameters.Select(p => empty_like(p.Tensor).DetachFromDisposeScope()).ToList();
+        for (int i = 0; i < _before.Count; i++) _before[i].copy_(model.Parameters[i].Tensor);
+    }
+
+    /// <returns>(the new previous update, the update before it)</returns>
+    public (List<Tensor>, List<Tensor>?) Rotate(IModel model, List<Tensor>? previous, List<Tensor>? beforePrevious)
+    {
+        using var _ = no_grad();
+        var target = beforePrevious ?? model.Parameters.Select(p => empty_like(p.Tensor).DetachFromDisposeScope()).ToList();
+        for (int i = 0; i < target.Count; i++) target[i].copy_(model.Parameters[i].Tensor).sub_(_before![i]);
+        return (target, previous);
+    }
+
+    public void Dispose()
+    {
+        foreach (var t in _before ?? []) t.Dispose();
     }
 }
 

@@ -35,8 +35,32 @@ public sealed class WorkerPool(IOptions<HarnessOptions> options, ILogger<WorkerP
         return Path.Combine(Path.GetDirectoryName(typeof(WorkerPool).Assembly.Location)!, OperatingSystem.IsWindows() ? "harness.exe" : "harness");
     }
 
-    /// <summary>libtorch threads per worker: --threads when set, else the cores shared among the workers.</summary>
-    public int ThreadsPerWorker => options.Value.Threads > 0 ? options.Value.Threads : Math.Max(1, Environment.ProcessorCount / Math.Max(1, options.Value.Workers));
+    /// <summary>libtorch threads per worker: --threads when set, else <see cref="AutoThreads()"/> shared among the workers.</summary>
+    public int ThreadsPerWorker => options.Value.Threads > 0 ? options.Value.Threads : AutoThreads(Environment.ProcessorCount, LoadAverage(), options.Value.Workers);
+
+    /// <summary>The default thread count: the cores not already busy (cores − the 1-minute load average, rounded),
+    /// at least 1, divided among <paramref name="workers"/>. libtorch's OpenMP threads spin while they wait for each
+    /// other, so more threads than free cores collapse throughput (on 2 cores shared with other jobs, 2 threads ran the
+    /// demo 10–20× slower than 1); on an idle machine this is all cores.</summary>
+    public static int AutoThreads(int cores, double loadAverage, int workers)
+    {
+        int free = Math.Clamp(cores - (int)Math.Round(double.IsFinite(loadAverage) ? Math.Max(0, loadAverage) : 0), 1, Math.Max(1, cores));
+        return Math.Max(1, free / Math.Max(1, workers));
+    }
+
+    /// <summary><see cref="AutoThreads(int, double, int)"/> for one process on this machine now.</summary>
+    public static int AutoThreads() => AutoThreads(Environment.ProcessorCount, LoadAverage(), 1);
+
+    /// <summary>The 1-minute load average (/proc/loadavg; 0 where there is none).</summary>
+    public static double LoadAverage()
+    {
+        try
+        {
+            var first = File.ReadAllText("/proc/loadavg").Split(' ')[0];
+            return double.Parse(first, System.Globalization.CultureInfo.InvariantCulture);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or FormatException) { return 0; }
+    }
 
     /// <summary>Waits for a free slot, then runs the cell in a worker. <paramref name="stopping"/> = the host shuts
     /// down (the run ends as interrupted); <paramref name="cancel"/> = the user cancelled the run (cancelled).</summary>
@@ -46,6 +70,91 @@ public sealed class WorkerPool(IOptions<HarnessOptions> options, ILogger<WorkerP
         await _slots.WaitAsync(either.Token);
         try { return await RunNowAsync(request, sink, stopping, cancel); }
         finally { _slots.Release(); }
+    }
+
+    /// <summary>Like <see cref="RunAsync(WorkerRequest, IRunProgress, CancellationToken, CancellationToken)"/>, in a
+    /// worker of <paramref name="session"/> that has finished an earlier run of the same matrix cleanly (else in a new
+    /// one, <c>harness worker --serve</c>), so that short runs do not each pay the worker start-up. A worker that
+    /// crashes, is killed or interrupted fails or ends only its run and is not reused: the next run gets a fresh one.</summary>
+    public async Task<RunManifest> RunAsync(WorkerRequest request, IRunProgress sink, CancellationToken stopping, CancellationToken cancel, WorkerSession session)
+    {
+        using var either = CancellationTokenSource.CreateLinkedTokenSource(stopping, cancel);
+        await _slots.WaitAsync(either.Token);
+        try { return await RunInSessionAsync(request, sink, stopping, cancel, session); }
+        finally { _slots.Release(); }
+    }
+
+    private async Task<RunManifest> RunInSessionAsync(WorkerRequest request, IRunProgress sink, CancellationToken stopping, CancellationToken cancel, WorkerSession session)
+    {
+        var o = options.Value;
+        var cell = request.Cell;
+        Directory.CreateDirectory(request.RunDirectory);
+        var worker = session.TakeIdle();
+        bool reused = worker is not null;
+        if (worker is null)
+        {
+            var psi = new ProcessStartInfo(Executable())
+            {
+                RedirectStandardInput = true, RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false,
+                StandardOutputEncoding = Encoding.UTF8, StandardErrorEncoding = Encoding.UTF8,
+            };
+            foreach (var a in new[] { "worker", "--serve", "--plugins", Path.GetFullPath(o.PluginDirectory), "--threads", ThreadsPerWorker.ToString() })
+                psi.ArgumentList.Add(a);
+            WorkerEnvironment(psi);
+            worker = WorkerProcess.Start(psi, logger);
+        }
+        worker.Begin(cell, sink);
+        worker.Send(WorkerCommand.Request(Path.GetFullPath(request.MatrixFile), cell.RunId, Path.GetFullPath(request.RunDirectory)));
+        logger.LogInformation("run {Run} ({Label}) started in {How} worker pid {Pid}", cell.RunId, cell.Label, reused ? "reused" : "new", worker.Process.Id);
+
+        var process = worker.Process;
+        string? killedFor = null;
+        bool terminated = false;
+        var clock = Stopwatch.StartNew();
+        var termSent = TimeSpan.Zero;
+        while (!process.HasExited && !worker.Ended.IsCompleted)
+        {
+            await Task.WhenAny(process.WaitForExitAsync(), worker.Ended, Task.Delay(500));
+            if (process.HasExited || worker.Ended.IsCompleted) break;
+            if ((stopping.IsCancellationRequested || cancel.IsCancellationRequested) && !terminated)
+            {
+                terminated = true;
+                termSent = clock.Elapsed;
+                Posix.Terminate(process.Id);
+            }
+            else if (terminated && clock.Elapsed - termSent > TimeSpan.FromSeconds(o.ShutdownGraceSeconds))
+            {
+                killedFor ??= $"the worker did not stop within the grace period of {o.ShutdownGraceSeconds:G} s after SIGTERM and was killed";
+                process.Kill(entireProcessTree: true);
+            }
+            else if (o.RunTimeLimitSeconds > 0 && clock.Elapsed.TotalSeconds > o.RunTimeLimitSeconds && killedFor is null)
+            {
+                killedFor = $"time limit: the run exceeded {o.RunTimeLimitSeconds:G} s of wall time and its worker was killed";
+                process.Kill(entireProcessTree: true);
+            }
+            else if (o.RunMemoryLimitMb > 0 && killedFor is null && Posix.ResidentBytes(process.Id) is { } rss && rss > o.RunMemoryLimitMb << 20)
+            {
+                killedFor = $"memory limit: the worker's resident memory {rss >> 20} MiB exceeded {o.RunMemoryLimitMb} MiB and it was killed";
+                process.Kill(entireProcessTree: true);
+            }
+        }
+        bool ended = worker.Ended.IsCompleted;
+        bool alive = !process.HasExited;
+        int code = 0;
+        if (!ended || !alive || terminated || killedFor is not null)
+        {
+            // Not reusable: let it finish (an interrupted run exits by itself) and collect its exit code and output.
+            if (alive && killedFor is null && !terminated) worker.CloseInput();
+            await worker.ExitAsync();
+            code = process.ExitCode;
+        }
+        string tailText = worker.Tail();
+        string manifestPath = Path.Combine(request.RunDirectory, "manifest.json");
+        var manifest = RunManifest.TryLoad(manifestPath) ?? NewManifest(cell);
+        bool clean = killedFor is null && ended && (code == 0 || code == WorkerCommand.ExitInterrupted) && manifest.Status != RunStatus.Running;
+        if (clean && alive && !terminated && !process.HasExited) session.ReturnIdle(worker);
+        else worker.Dispose();
+        return Finish(request, sink, stopping, cancel, manifest, manifestPath, clean, killedFor, code, tailText, clock);
     }
 
     private async Task<RunManifest> RunNowAsync(WorkerRequest request, IRunProgress sink, CancellationToken stopping, CancellationToken cancel)
@@ -62,6 +171,7 @@ public sealed class WorkerPool(IOptions<HarnessOptions> options, ILogger<WorkerP
                      "--run-dir", Path.GetFullPath(request.RunDirectory), "--plugins", Path.GetFullPath(o.PluginDirectory),
                      "--threads", ThreadsPerWorker.ToString(), "--exit-on-stdin-eof" })
             psi.ArgumentList.Add(a);
+        WorkerEnvironment(psi);
 
         var tail = new StringBuilder();
         using var process = new Process { StartInfo = psi };
@@ -131,6 +241,15 @@ public sealed class WorkerPool(IOptions<HarnessOptions> options, ILogger<WorkerP
         string manifestPath = Path.Combine(request.RunDirectory, "manifest.json");
         var manifest = RunManifest.TryLoad(manifestPath) ?? NewManifest(cell);
         bool clean = killedFor is null && (code == 0 || code == WorkerCommand.ExitInterrupted) && manifest.Status != RunStatus.Running;
+        return Finish(request, sink, stopping, cancel, manifest, manifestPath, clean, killedFor, code, tailText, clock);
+    }
+
+    /// <summary>The manifest of a run whose worker ended or finished it: failed with the exit reason and the stderr
+    /// tail unless it ended cleanly, interrupted during shutdown, cancelled when the user cancelled it.</summary>
+    private RunManifest Finish(WorkerRequest request, IRunProgress sink, CancellationToken stopping, CancellationToken cancel, RunManifest manifest,
+        string manifestPath, bool clean, string? killedFor, int code, string tailText, Stopwatch clock)
+    {
+        var cell = request.Cell;
         if (!clean)
         {
             // I/O here (disk full, read-only results) must never take the host down: the run still ends with its reason.
@@ -176,7 +295,14 @@ public sealed class WorkerPool(IOptions<HarnessOptions> options, ILogger<WorkerP
         return string.Join(" ", lines.Select(l => l.Trim()).Where(l => l.Length > 0));
     }
 
-    private static string LastLines(string text, int n) =>
+    /// <summary>MKL's own memory manager keeps the packing buffers of large matrix products; without it a worker's
+    /// peak RSS at width 1000 is 541 instead of 576 MB (set unless the user set it).</summary>
+    public static void WorkerEnvironment(ProcessStartInfo psi)
+    {
+        if (Environment.GetEnvironmentVariable("MKL_DISABLE_FAST_MM") is null) psi.Environment["MKL_DISABLE_FAST_MM"] = "1";
+    }
+
+    internal static string LastLines(string text, int n) =>
         string.Join(" | ", text.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).TakeLast(n));
 
     /// <summary>A manifest for a run whose worker died before writing one.</summary>
@@ -193,5 +319,143 @@ public sealed class WorkerPool(IOptions<HarnessOptions> options, ILogger<WorkerP
         {
             logger.LogWarning("run {Run}: could not write {File}: {Message}", cell.RunId, what, e.Message);
         }
+    }
+}
+
+/// <summary>Idle workers (<c>harness worker --serve</c>) kept for the next runs of one matrix; disposing the session
+/// ends them (end of file on their stdin).</summary>
+public sealed class WorkerSession : IDisposable
+{
+    private readonly Stack<WorkerProcess> _idle = new();
+
+    internal WorkerProcess? TakeIdle()
+    {
+        lock (_idle)
+            while (_idle.TryPop(out var w))
+            {
+                if (!w.Process.HasExited) return w;
+                w.Dispose();
+            }
+        return null;
+    }
+
+    internal void ReturnIdle(WorkerProcess worker)
+    {
+        lock (_idle) _idle.Push(worker);
+    }
+
+    /// <summary>How many workers are waiting for a run.</summary>
+    public int IdleCount { get { lock (_idle) return _idle.Count; } }
+
+    public void Dispose()
+    {
+        List<WorkerProcess> all;
+        lock (_idle) { all = _idle.ToList(); _idle.Clear(); }
+        foreach (var w in all)
+        {
+            w.CloseInput();
+            if (!w.Process.WaitForExit(TimeSpan.FromSeconds(10))) w.Process.Kill(entireProcessTree: true);
+            w.Dispose();
+        }
+    }
+}
+
+/// <summary>A <c>harness worker --serve</c> process: its stdout events go to the sink of the run in progress, its
+/// stderr to the log and to a tail kept per run; <see cref="Ended"/> completes with the run's <c>ended</c> event.</summary>
+internal sealed class WorkerProcess : IDisposable
+{
+    private readonly ILogger _logger;
+    private readonly StringBuilder _tail = new();
+    private readonly object _lock = new();
+    private RunCell? _cell;
+    private IRunProgress? _sink;
+    private TaskCompletionSource _ended = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private Task _stdout = Task.CompletedTask, _stderr = Task.CompletedTask;
+
+    public Process Process { get; }
+    public Task Ended { get { lock (_lock) return _ended.Task; } }
+
+    private WorkerProcess(Process process, ILogger logger) { Process = process; _logger = logger; }
+
+    public static WorkerProcess Start(ProcessStartInfo psi, ILogger logger)
+    {
+        var w = new WorkerProcess(new Process { StartInfo = psi }, logger);
+        w.Process.Start();
+        w._stdout = Task.Run(w.ReadStdout);
+        w._stderr = Task.Run(w.ReadStderr);
+        return w;
+    }
+
+    public void Begin(RunCell cell, IRunProgress sink)
+    {
+        lock (_lock)
+        {
+            _cell = cell;
+            _sink = sink;
+            _ended = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+            _tail.Clear();
+        }
+    }
+
+    public void Send(string requestLine)
+    {
+        Process.StandardInput.WriteLine(requestLine);
+        Process.StandardInput.Flush();
+    }
+
+    public void CloseInput()
+    {
+        try { Process.StandardInput.Close(); } catch (IOException) { } catch (InvalidOperationException) { }
+    }
+
+    public async Task ExitAsync()
+    {
+        await Process.WaitForExitAsync(CancellationToken.None);
+        await Task.WhenAll(_stdout, _stderr);
+    }
+
+    public string Tail()
+    {
+        lock (_lock) return _tail.Length > WorkerPool.StderrTailBytes ? _tail.ToString(_tail.Length - WorkerPool.StderrTailBytes, WorkerPool.StderrTailBytes) : _tail.ToString();
+    }
+
+    private async Task ReadStdout()
+    {
+        while (await Process.StandardOutput.ReadLineAsync() is { } line)
+        {
+            RunCell? cell; IRunProgress? sink; TaskCompletionSource ended;
+            lock (_lock) { cell = _cell; sink = _sink; ended = _ended; }
+            if (cell is null || sink is null) continue;
+            try { WorkerProtocol.Dispatch(line, cell, sink); }
+            catch (Exception e) { _logger.LogWarning("run {Run}: bad progress line ignored ({Message})", cell.RunId, e.Message); }
+            if (line.StartsWith(WorkerProtocol.Prefix + "{\"e\":\"ended\"", StringComparison.Ordinal)) ended.TrySetResult();
+        }
+    }
+
+    private async Task ReadStderr()
+    {
+        while (await Process.StandardError.ReadLineAsync() is { } line)
+        {
+            string run;
+            lock (_lock)
+            {
+                _tail.AppendLine(line);
+                if (_tail.Length > 2 * WorkerPool.StderrTailBytes) _tail.Remove(0, _tail.Length - WorkerPool.StderrTailBytes);
+                run = _cell?.RunId ?? "-";
+            }
+            var level = line.Contains(" fail: ") || line.Contains(" crit: ") ? LogLevel.Error
+                : line.Contains(" warn: ") ? LogLevel.Warning : line.Contains(" info: ") ? LogLevel.Information : LogLevel.Debug;
+            _logger.Log(level, "[worker {Run}] {Line}", run, line);
+        }
+    }
+
+    public void Dispose()
+    {
+        if (!Process.HasExited)
+        {
+            CloseInput();
+            if (!Process.WaitForExit(TimeSpan.FromSeconds(10))) Process.Kill(entireProcessTree: true);
+        }
+        Process.Dispose();
     }
 }

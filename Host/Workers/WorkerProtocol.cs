@@ -25,9 +25,11 @@ public static class WorkerProtocol
         ["probes"] = Dict(r.Probes), ["probe_seconds"] = Dict(r.ProbeSeconds),
     }.ToJsonString();
 
-    public static string Ended(RunManifest m) => Prefix + new JsonObject
+    public static string Ended(RunManifest m) => Ended(m.RunId, m.Status.ToString().ToLowerInvariant(), m.Reason);
+
+    public static string Ended(string runId, string status, string? reason) => Prefix + new JsonObject
     {
-        ["e"] = "ended", ["run"] = m.RunId, ["status"] = m.Status.ToString().ToLowerInvariant(), ["reason"] = m.Reason,
+        ["e"] = "ended", ["run"] = runId, ["status"] = status, ["reason"] = reason,
     }.ToJsonString();
 
     /// <summary>Non-finite values travel as strings ("NaN", "Infinity"): JSON has no literal for them.</summary>
@@ -109,8 +111,22 @@ public sealed class JsonLinesProgress : IRunProgress, IDisposable
     }
 
     public void RunStarted(RunCell cell, long steps) => Write(WorkerProtocol.Started(cell, steps), flush: true);
-    public void RunStepReport(RunCell cell, StepReport report) => Write(WorkerProtocol.Step(report), flush: false);
+    /// <summary>Called once, after the first step's event is written (and flushed, so the supervisor sees the run
+    /// progress at once).</summary>
+    public Action? FirstStep { get; init; }
+    private bool _stepped;
+
+    public void RunStepReport(RunCell cell, StepReport report)
+    {
+        bool first = !_stepped;
+        _stepped = true;
+        Write(WorkerProtocol.Step(report), flush: first);
+        if (first) FirstStep?.Invoke();
+    }
     public void RunEnded(RunCell cell, RunManifest manifest) => Write(WorkerProtocol.Ended(manifest), flush: true);
+
+    /// <summary>The end of a requested run that could not start (its manifest is not written).</summary>
+    public void RunRefused(string runId, string reason) => Write(WorkerProtocol.Ended(runId, "failed", reason), flush: true);
 
     public void Dispose()
     {

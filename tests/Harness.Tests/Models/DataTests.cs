@@ -36,8 +36,8 @@ public sealed class DataTests
     [TestMethod]
     public void FashionMnistSubsetsAreBalancedReproducibleAndSeeded()
     {
-        var (_, labels, count) = FashionMnist.Read(FashionMnist.DefaultDirectory, train: true);
-        Assert.AreEqual(60000, count);
+        var labels = FashionMnist.ReadLabels(FashionMnist.DefaultDirectory, train: true);
+        Assert.AreEqual(60000, labels.Length);
         var a = FashionMnist.BalancedSubset(labels, 1000, 3);
         var b = FashionMnist.BalancedSubset(labels, 1000, 3);
         var c = FashionMnist.BalancedSubset(labels, 1000, 4);
@@ -85,7 +85,7 @@ public sealed class DataTests
         var bytes = new byte[16 + 3 * 784];
         new byte[] { 0, 0, 8, 3, 0, 0, 0xEA, 0x60, 0, 0, 0, 28, 0, 0, 0, 28 }.CopyTo(bytes, 0);
         File.WriteAllBytes(truncated, bytes);
-        var e = Assert.ThrowsExactly<InvalidDataException>(() => FashionMnist.Read(dir, train: true));
+        var e = Assert.ThrowsExactly<InvalidDataException>(() => FashionMnist.Tensors(dir, true, [0, 1], ScalarType.Float32, CPU));
         StringAssert.Contains(e.Message, truncated);
         StringAssert.Contains(e.Message, "truncated");
 
@@ -93,7 +93,7 @@ public sealed class DataTests
         var labels = Path.Combine(dir, "t10k-labels-idx1-ubyte.gz");
         var whole = File.ReadAllBytes(labels);
         File.WriteAllBytes(labels, whole[..(whole.Length / 2)]);
-        var e2 = Assert.ThrowsExactly<InvalidDataException>(() => FashionMnist.Read(dir, train: false));
+        var e2 = Assert.ThrowsExactly<InvalidDataException>(() => FashionMnist.ReadLabels(dir, train: false));
         StringAssert.Contains(e2.Message, labels);
     }
 
