@@ -58,13 +58,16 @@ public sealed class Quadratic : IModel
                     var g = randn(p, p, dtype: ScalarType.Float64, generator: new TorchSharp.torch.Generator((ulong)ctx.DataSeed));
                     var (q, _) = linalg.qr(g);
                     a = q.matmul(a).matmul(q.T);
-                    a = (a + a.T) / 2;
+                    using var one = 1.ToScalar();
+                    using var two = 2.ToScalar();
+                    a = a.add(a.T, one).div(two);
                 }
             }
             A = a.to(ctx.DType, ctx.Device).MoveToOuterDisposeScope();
             var gen = new TorchSharp.torch.Generator((ulong)ctx.InitSeed);
+            using var initScale = hp.Real("init_scale").ToScalar();
             var theta0 = start is not null ? tensor(start, dtype: ScalarType.Float64)
-                : randn(p, dtype: ScalarType.Float64, generator: gen) * hp.Real("init_scale");
+                : randn(p, dtype: ScalarType.Float64, generator: gen).mul(initScale);
             _theta = theta0.to(ctx.DType, ctx.Device).requires_grad_(true).MoveToOuterDisposeScope();
         }
         A = A.DetachFromDisposeScope();

@@ -17,7 +17,7 @@ namespace Harness.Tests.Reliability;
 public sealed class ScalarLifetimeTests
 {
     /// <summary>Source folders on the training hot path, with a sub-folder filter ("X": only X/, "!X": all but X/).
-    /// Abstractions/Numerics (Lanczos) is reviewed separately.</summary>
+    /// </summary>
     public static IEnumerable<object[]> Projects =>
     [
         ["Plugins.Optimizers", "Harness.Plugins.Optimizers", ""],
@@ -25,7 +25,7 @@ public sealed class ScalarLifetimeTests
         ["Plugins.Probes", "Harness.Plugins.Probes", ""],
         ["Plugins.Models", "Harness.Plugins.Models", ""],
         ["Host", "Harness.Host", "Training"],
-        ["Abstractions", "Harness.Abstractions", "!Numerics"],
+        ["Abstractions", "Harness.Abstractions", ""],
     ];
 
     [TestMethod]
