@@ -161,12 +161,24 @@ run="$(echo "$state" | jq -r '[.runs[] | select(.label | test("myoptimizer"))][0
 step "read the trace of $run back through the API"
 detail="$(curl -sf "$url/api/runs/$run")" || fail "GET /api/runs/$run failed"
 echo "$detail" | jq -e '.status == "completed"' >/dev/null || fail "run $run is not completed: $(echo "$detail" | jq -c '{status, reason}')"
-trace="$(echo "$detail" | jq -r '.trace // empty')"
-[ -n "$trace" ] && [ -f "$trace" ] || fail "the API names no trace file for $run: $(echo "$detail" | jq -c 'keys')"
-[ "$(head -c 4 "$trace")" = PAR1 ] && [ "$(tail -c 4 "$trace")" = PAR1 ] || fail "$trace is not a complete Parquet file"
+trace_url="$(echo "$detail" | jq -r '.trace_parquet // empty')"
+csv_url="$(echo "$detail" | jq -r '.trace_csv // empty')"
+[ -n "$trace_url" ] && [ -n "$csv_url" ] || fail "the API names no trace URLs for $run: $(echo "$detail" | jq -c 'keys')"
+trace="$work/$run.trace.parquet"
+curl -sf -o "$trace" "$url$trace_url" || fail "GET $trace_url failed"
+[ "$(head -c 4 "$trace")" = PAR1 ] && [ "$(tail -c 4 "$trace")" = PAR1 ] || fail "$trace_url is not a complete Parquet file"
+csv="$(curl -sf "$url$csv_url")" || fail "GET $csv_url failed"
+header="$(echo "$csv" | head -1)"
+rows="$(echo "$csv" | tail -n +2 | grep -c .)"
+for column in step train_loss run_id; do
+  echo "$header" | tr ',' '\n' | grep -qx "$column" || fail "the trace of $run has no column $column: $header"
+done
+[ "$rows" -eq 100 ] || fail "the trace of $run holds $rows rows, expected 100 (one per step)"
+col="$(echo "$header" | tr ',' '\n' | grep -nx run_id | cut -d: -f1)"
+[ "$(echo "$csv" | tail -n +2 | cut -d, -f"$col" | sort -u)" = "$run" ] || fail "the trace rows of $run carry another run_id"
 rule="$(echo "$detail" | jq -r '.manifest_content.threshold_rule // empty')"
 [ "$rule" = linear_recurrence ] || fail "the manifest of $run records threshold rule '$rule', expected linear_recurrence"
-echo "   trace: $trace ($(du -b "$trace" | cut -f1) bytes, Parquet); manifest: threshold_rule $rule, $(echo "$detail" | jq -r '.manifest_content.threshold_detail'), harness $(echo "$detail" | jq -r '.manifest_content.harness_version') @ $(echo "$detail" | jq -r '.manifest_content.harness_commit')"
+echo "   trace: $trace_url ($(du -b "$trace" | cut -f1) bytes, Parquet; $rows rows, last train_loss $(echo "$csv" | tail -1 | cut -d, -f"$(echo "$header" | tr ',' '\n' | grep -nx train_loss | cut -d: -f1)")); manifest: threshold_rule $rule, $(echo "$detail" | jq -r '.manifest_content.threshold_detail'), harness $(echo "$detail" | jq -r '.manifest_content.harness_version') @ $(echo "$detail" | jq -r '.manifest_content.harness_commit')"
 
 printf '== done: plugin folder %s bytes; dotnet new -> finished matrix %.1f s (of which dotnet new + build %.1f s; the rest builds and verifies the two examples too, starts serve and runs the matrix) (work dir %s)\n' \
   "$plugin_bytes" "$(awk "BEGIN { print $finished - $start }")" "$(awk "BEGIN { print $built - $start }")" "$work"
