@@ -30,8 +30,8 @@ public sealed class ArmijoTuner(double c, double cPlus, double cMinus, double de
     public static readonly IReadOnlyList<MetricSpec> Metrics =
     [
         TunerMetrics.Eta,
-        new("backtracks", "number of shrinks by c₋ at this step"),
-        new("satisfied", "1 when the accepted η satisfies the Armijo condition, 0 when the cap was hit"),
+        new("backtracks", "number of shrinks by c₋ at this step") { Type = MetricType.Int64 },
+        new("satisfied", "true when the accepted η satisfies the Armijo condition, false when the cap was hit") { Type = MetricType.Boolean },
         new("gtu", "gᵀu (negative for a descent direction)"),
         new("trial_loss", "f(θ + ηu) at the accepted η"),
     ];

@@ -30,7 +30,7 @@ public sealed class CdatTuner(double sigma, double beta, double eps) : ILearning
         new("d", "d = |uᵀHu| + ε"),
         new("n_ema", "ñ, EMA of n"),
         new("d_ema", "d̃, EMA of d"),
-        new("zero_curvature", "1 when d̃ = 0 (η set to 0), else 0"),
+        new("zero_curvature", "true when d̃ = 0 (η set to 0)") { Type = MetricType.Boolean },
     ];
 
     private double _nEma, _dEma;

@@ -33,7 +33,7 @@ public sealed class ExactSharpnessTuner(double sigma, int maxIterations, double 
     [
         TunerMetrics.Eta,
         new("lambda1", "λ1(H) by power iteration on the step's batch"),
-        new("iterations", "power iterations (HVPs) this step"),
+        new("iterations", "power iterations (HVPs) this step") { Type = MetricType.Int64 },
     ];
 
     private Tensor? _v;

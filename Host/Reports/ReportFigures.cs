@@ -90,20 +90,31 @@ public static class ReportFigures
             hl.Color = Colors.Black;
             hl.LineWidth = 1.5f;
         }
-        if (logY) LogAxis(plt);
+        if (logY) LogAxis(plt, series.SelectMany(x => x.Low.Concat(x.Y)).Min(), series.SelectMany(x => x.High.Concat(x.Y)).Max());
         return Finish(plt, id, title, caption, logY, series, "step", yLabel + (logY ? " (log scale)" : ""));
     }
 
-    private static void LogAxis(Plot plt)
+    /// <summary>Log-scale y ticks (the plot holds log10 values): decades when the data span several, else
+    /// 1-2-5 steps, or every 1..9 within about one decade, so a sharpness of 20-110 still has labelled ticks.</summary>
+    private static void LogAxis(Plot plt, double min, double max)
     {
-        var ticks = new ScottPlot.TickGenerators.NumericAutomatic
-        {
-            MinorTickGenerator = new ScottPlot.TickGenerators.LogMinorTickGenerator(),
-            IntegerTicksOnly = true,
-            LabelFormatter = y => Math.Abs(y) < 3 ? Math.Pow(10, y).ToString("G3", System.Globalization.CultureInfo.InvariantCulture) : $"1e{y:0}",
-        };
+        var ticks = new ScottPlot.TickGenerators.NumericManual();
+        int lo = (int)Math.Floor(Math.Log10(min)), hi = (int)Math.Ceiling(Math.Log10(max));
+        double span = Math.Log10(max) - Math.Log10(min);
+        int[] mantissas = span > 2.5 ? [1] : span > 1 ? [1, 2, 5] : [1, 2, 3, 4, 5, 6, 7, 8, 9];
+        for (int k = lo; k <= hi; k++)
+            for (int m = 1; m <= 9; m++)
+            {
+                double v = m * Math.Pow(10, k), y = Math.Log10(v);
+                if (mantissas.Contains(m)) ticks.AddMajor(y, Label(v));
+                else ticks.AddMinor(y);
+            }
         plt.Axes.Left.TickGenerator = ticks;
     }
+
+    internal static string Label(double v) => v is >= 1e-3 and < 1e4
+        ? v.ToString("G3", System.Globalization.CultureInfo.InvariantCulture)
+        : v.ToString("0e0", System.Globalization.CultureInfo.InvariantCulture);
 
     private static Figure Finish(Plot plt, string id, string title, string caption, bool logY, IReadOnlyList<PlottedSeries> series, string x, string y)
     {

@@ -67,7 +67,20 @@ public sealed partial class ParquetDocsTests
                 else if (hp.Name == "smallest") values[hp.Name] = true;
             var metrics = probe.Plugin.MetricsFor(new HyperparameterValues(probe.Plugin.Hyperparameters, values));
             foreach (var m in metrics)
-                Check(trace, m.Name, m.Type switch { MetricType.Int64 => "BIGINT", MetricType.Boolean => "BOOLEAN", _ => "DOUBLE" }, $"probe {name}");
+                Check(trace, m.Name, TypeName(m.Type), $"probe {name}");
         }
     }
+
+    [TestMethod]
+    public void EveryMetricOfTheBuiltInTunersIsDocumentedWithItsType()
+    {
+        var trace = Section("trace.parquet");
+        var catalog = PluginCatalog.Load(Paths.PluginArtifacts);
+        Assert.IsTrue(catalog.Tuners.Count >= 7, "the built-in tuners loaded");
+        foreach (var (name, tuner) in catalog.Tuners)
+            foreach (var m in tuner.Plugin.MetricsFor(new HyperparameterValues(tuner.Plugin.Hyperparameters, new Dictionary<string, object>())))
+                Check(trace, "tuner_" + m.Name, TypeName(m.Type), $"tuner {name}");
+    }
+
+    private static string TypeName(MetricType t) => t switch { MetricType.Int64 => "BIGINT", MetricType.Boolean => "BOOLEAN", _ => "DOUBLE" };
 }
