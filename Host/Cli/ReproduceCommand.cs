@@ -32,7 +32,7 @@ public static partial class ReproduceCommand
     public static Command Create(Option<string?> plugins, Option<string?> results, Option<int?> threads, Option<bool> inProcess)
     {
         var target = new Argument<string>("paper") { Description = "paper000 … paper004, or all" };
-        var tier = new Option<string>("--tier") { Description = "quick (exact toys and the shortest network runs) or full (default quick)", DefaultValueFactory = _ => "quick" };
+        var tier = new Option<string>("--tier") { Description = "quick (exact toys and the shortest network runs) or full", DefaultValueFactory = _ => "quick" };
         var experiments = new Option<string?>("--experiments") { Description = "folder of the paperNNN-<tier>*.yaml files (default: the first experiments/ folder in the host's folder or a folder above it)" };
         var output = new Option<string?>("--out") { Description = "folder for the reproduction page and its figures (default: <results>/reproductions)" };
         var cmd = new Command("reproduce", "Run a paper's experiment files of a tier (or all papers'), write each matrix's report and one reproduction page with every claim's verdict; exit 1 when a must_pass (exact toy) claim does not pass.")

@@ -95,10 +95,10 @@ public sealed class ReproductionPage(string target, string tier, IReadOnlyList<R
             h.Append("| ").Append(r.Paper).Append(" | ").Append(Path.GetFileNameWithoutExtension(r.File)).Append(" | ").Append(Md(r.Claim.Id))
              .Append(r.Claim.MustPass ? " (must pass)" : "").Append(" | ").Append(Md(r.Claim.Text)).Append(" | **").Append(r.VerdictText).Append("** | ")
              .Append(string.Join("<br>", Measured(r.Result).Select(Md))).Append(" | ").Append(Md(r.Result.Expected)).Append(" |\n");
-        h.Append("\n## Files\n\n| paper | file | runs | wall time | report | note |\n|---|---|---|---|---|---|\n");
+        h.Append("\n## Files\n\n| paper | file | runs | wall time | report (in the results folder) | note |\n|---|---|---|---|---|---|\n");
         foreach (var e in entries)
             h.Append("| ").Append(e.Paper).Append(" | ").Append(e.File).Append(" | ").Append(RunCounts(e)).Append(" | ").Append(Duration(e.Seconds)).Append(" | ")
-             .Append(e.Report is null ? "–" : $"`{Rel(outDir, e.Report.Page)}`").Append(" | ").Append(Md(e.Note ?? "")).Append(" |\n");
+             .Append(e.Report is null ? "–" : $"`{Rel(Path.GetDirectoryName(e.Report.Data.Directory)!, e.Report.Page)}`").Append(" | ").Append(Md(e.Note ?? "")).Append(" |\n");
         h.Append("\n## Figures\n");
         foreach (var paper in figures.GroupBy(f => f.Entry.Paper))
         {
