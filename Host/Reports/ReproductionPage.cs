@@ -95,9 +95,10 @@ public sealed class ReproductionPage(string target, string tier, IReadOnlyList<R
             h.Append("| ").Append(r.Paper).Append(" | ").Append(Path.GetFileNameWithoutExtension(r.File)).Append(" | ").Append(Md(r.Claim.Id))
              .Append(r.Claim.MustPass ? " (must pass)" : "").Append(" | ").Append(Md(r.Claim.Text)).Append(" | **").Append(r.VerdictText).Append("** | ")
              .Append(string.Join("<br>", Measured(r.Result).Select(Md))).Append(" | ").Append(Md(r.Result.Expected)).Append(" |\n");
-        h.Append("\n## Files\n\n| paper | file | runs | wall time | report (in the results folder) | note |\n|---|---|---|---|---|---|\n");
+        h.Append("\n## Files\n\nWall time: this command's time on the file; runs: the sum of its runs' own wall times (from their manifests, so it\n"
+         + "counts runs that finished in an earlier, resumed invocation too).\n\n| paper | file | runs | wall time | runs' wall time | report (in the results folder) | note |\n|---|---|---|---|---|---|---|\n");
         foreach (var e in entries)
-            h.Append("| ").Append(e.Paper).Append(" | ").Append(e.File).Append(" | ").Append(RunCounts(e)).Append(" | ").Append(Duration(e.Seconds)).Append(" | ")
+            h.Append("| ").Append(e.Paper).Append(" | ").Append(e.File).Append(" | ").Append(RunCounts(e)).Append(" | ").Append(Duration(e.Seconds)).Append(" | ").Append(RunSeconds(e)).Append(" | ")
              .Append(e.Report is null ? "–" : $"`{Rel(Path.GetDirectoryName(e.Report.Data.Directory)!, e.Report.Page)}`").Append(" | ").Append(Md(e.Note ?? "")).Append(" |\n");
         h.Append("\n## Figures\n");
         foreach (var paper in figures.GroupBy(f => f.Entry.Paper))
@@ -111,6 +112,8 @@ public sealed class ReproductionPage(string target, string tier, IReadOnlyList<R
         }
         return h.ToString();
     }
+
+    private static string RunSeconds(Entry e) => e.Report is null ? "–" : Duration(e.Report.Data.Runs.Sum(r => r.Manifest.WallSeconds));
 
     private static string RunCounts(Entry e) => e.Report is null ? "–"
         : string.Join(", ", e.Report.Data.Runs.GroupBy(r => r.Status).OrderBy(g => g.Key, StringComparer.Ordinal).Select(g => $"{g.Count()} {g.Key}"));
@@ -135,11 +138,11 @@ public sealed class ReproductionPage(string target, string tier, IReadOnlyList<R
             h.Append("</td><td>").Append(E(r.VerdictText)).Append("<br><small>").Append(E(r.Reason)).Append("</small></td><td>")
              .Append(string.Join("<br>", Measured(r.Result).Select(E))).Append("</td><td>").Append(E(r.Result.Expected)).Append("</td></tr>\n");
         }
-        h.Append("</table>\n<h2>Files</h2>\n<table id=\"files\"><tr><th>paper</th><th>file</th><th>runs</th><th>wall time</th><th>report</th><th>note</th></tr>\n");
+        h.Append("</table>\n<h2>Files</h2>\n<table id=\"files\"><tr><th>paper</th><th>file</th><th>runs</th><th>wall time</th><th>runs' wall time</th><th>report</th><th>note</th></tr>\n");
         foreach (var e in entries)
         {
             h.Append("<tr><td>").Append(E(e.Paper)).Append("</td><td>").Append(E(e.File)).Append("</td><td>").Append(E(RunCounts(e))).Append("</td><td>")
-             .Append(Duration(e.Seconds)).Append("</td><td>");
+             .Append(Duration(e.Seconds)).Append("</td><td>").Append(RunSeconds(e)).Append("</td><td>");
             if (e.Report is not null) h.Append("<a href=\"").Append(E(Rel(outDir, e.Report.Page))).Append("\">report</a>");
             h.Append("</td><td>").Append(E(e.Note ?? "")).Append("</td></tr>\n");
         }
