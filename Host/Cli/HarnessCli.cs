@@ -20,7 +20,7 @@ using Spectre.Console;
 
 namespace Harness.Host.Cli;
 
-/// <summary>The command line: run, demo, serve, validate, plugins, summary.</summary>
+/// <summary>The command line: run, demo, serve, validate, plugins, summary, report, reproduce, bench, verify.</summary>
 public static class HarnessCli
 {
     private static readonly Option<string?> Plugins = new("--plugins") { Description = "plugin folder (default: plugins/ next to the host)" };
@@ -83,13 +83,14 @@ public static class HarnessCli
         });
         root.Subcommands.Add(summary);
         root.Subcommands.Add(Reports.ReportCommand.Create(Plugins));
+        root.Subcommands.Add(ReproduceCommand.Create(Plugins, Results, Threads, InProcess));
         root.Subcommands.Add(BenchCommand.Create(Plugins));
         root.Subcommands.Add(VerifyCommand.Create());
         root.Subcommands.Add(Workers.WorkerCommand.Create());
         return root;
     }
 
-    private static HarnessOptions Options(ParseResult p, string? inbox = null)
+    internal static HarnessOptions Options(ParseResult p, string? inbox = null)
     {
         var config = new ConfigurationBuilder()
             .AddJsonFile(Path.Combine(AppContext.BaseDirectory, "appsettings.json"), optional: true)
@@ -182,7 +183,7 @@ public static class HarnessCli
 
     /// <summary>SIGINT/SIGTERM cancel the token (runs in progress flush their trace and end as "interrupted")
     /// instead of killing the process.</summary>
-    private static (CancellationTokenSource, IDisposable[]) CancelOnSignals(CancellationToken outer)
+    internal static (CancellationTokenSource, IDisposable[]) CancelOnSignals(CancellationToken outer)
     {
         var cts = CancellationTokenSource.CreateLinkedTokenSource(outer);
         IDisposable[] regs =
@@ -236,26 +237,9 @@ public static class HarnessCli
         using var endSession = new DisposeLater(() => session?.Dispose());
         if (!p.GetValue(InProcess))
         {
-            var pool = app.Services.GetRequiredService<Workers.WorkerPool>();
-            var metricsSink = new Service.MetricsProgress(app.Services.GetRequiredService<HarnessMetrics>(), () => catalog);
-            string matrixFile = Path.GetFullPath(matrixPath);
             // One worker serves the runs of the matrix in turn (a crashed one is replaced for the next run).
             session = new Workers.WorkerSession();
-            execute = (cell, runDir, progress, token) =>
-            {
-                try
-                {
-                    return pool.RunAsync(new Workers.WorkerRequest(cell, matrixFile, runDir), new Workers.CompositeProgress(progress, metricsSink),
-                        token, CancellationToken.None, session).GetAwaiter().GetResult();
-                }
-                catch (OperationCanceledException)
-                {
-                    var m = RunManifest.TryLoad(Path.Combine(runDir, "manifest.json")) ?? Workers.WorkerPool.NewManifest(cell);
-                    m.Status = RunStatus.Interrupted;
-                    m.Reason = "interrupted before it started";
-                    return m;
-                }
-            };
+            execute = WorkerExecute(app, catalog, matrixPath, session);
         }
         bool interactive = !p.GetValue(NoProgress) && AnsiConsole.Profile.Capabilities.Interactive && !Console.IsOutputRedirected;
         MatrixOutcome outcome;
@@ -275,9 +259,33 @@ public static class HarnessCli
         return outcome.Runs.Any(r => r.Status is RunStatus.Failed) ? 1 : 0;
     }
 
+    /// <summary>Executes each run in a worker process of <paramref name="session"/> (used by run and reproduce).</summary>
+    internal static Func<RunCell, string, Training.IRunProgress, CancellationToken, RunManifest> WorkerExecute(WebApplication app, PluginCatalog catalog,
+        string matrixPath, Workers.WorkerSession session)
+    {
+        var pool = app.Services.GetRequiredService<Workers.WorkerPool>();
+        var metricsSink = new Service.MetricsProgress(app.Services.GetRequiredService<HarnessMetrics>(), () => catalog);
+        string matrixFile = Path.GetFullPath(matrixPath);
+        return (cell, runDir, progress, token) =>
+        {
+            try
+            {
+                return pool.RunAsync(new Workers.WorkerRequest(cell, matrixFile, runDir), new Workers.CompositeProgress(progress, metricsSink),
+                    token, CancellationToken.None, session).GetAwaiter().GetResult();
+            }
+            catch (OperationCanceledException)
+            {
+                var m = RunManifest.TryLoad(Path.Combine(runDir, "manifest.json")) ?? Workers.WorkerPool.NewManifest(cell);
+                m.Status = RunStatus.Interrupted;
+                m.Reason = "interrupted before it started";
+                return m;
+            }
+        };
+    }
+
     /// <summary>--in-process: a run that throws fails with the exception's message in its manifest; the host and the
     /// rest of the matrix go on (a native crash still ends the process: that is what workers are for).</summary>
-    private static Func<RunCell, string, Training.IRunProgress, CancellationToken, RunManifest> InProcessExecute(PluginCatalog catalog, WebApplication app, ILogger log)
+    internal static Func<RunCell, string, Training.IRunProgress, CancellationToken, RunManifest> InProcessExecute(PluginCatalog catalog, WebApplication app, ILogger log)
     {
         var executor = new Training.RunExecutor(catalog, app.Services.GetRequiredService<HarnessMetrics>(), log);
         return (cell, runDir, progress, token) =>

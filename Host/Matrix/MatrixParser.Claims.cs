@@ -7,7 +7,7 @@ namespace Harness.Host.Matrix;
 /// same located errors. Whether a claim's metric exists can only be known from the traces, so the report checks it.</summary>
 public sealed partial class MatrixParser
 {
-    private static readonly string[] ClaimKeys = ["id", "text", "source", "metric", "where", "window", "statistic", "per", "expect", "min_seeds"];
+    private static readonly string[] ClaimKeys = ["id", "text", "source", "metric", "where", "window", "statistic", "per", "expect", "min_seeds", "must_pass"];
     private static readonly string[] Relations = [">", ">=", "<", "<="];
     private static readonly Dictionary<string, ClaimStatistic> Statistics = new()
     {
@@ -49,11 +49,17 @@ public sealed partial class MatrixParser
                 perRun = per == "run";
             }
             int minSeeds = (int)(Number(m, "min_seeds", path + ".min_seeds", min: 1, integer: true) ?? 1);
+            bool mustPass = false;
+            if (Str(m, "must_pass", path + ".must_pass") is { } mp)
+            {
+                if (mp is not ("true" or "false")) Error(Get(m, "must_pass")!, path + ".must_pass", $"'{mp}' is not one of true, false");
+                mustPass = mp == "true";
+            }
             ClaimExpectation? expect = null;
             if (Get(m, "expect") is not { } en) Error(m, path + ".expect", "required: one of between, >, >=, <, <=, monotone, compare");
             else expect = Expectation(en, path + ".expect", models, optimizers, probes);
             if (_errors.Count == errors && id is not null && text is not null && metric is not null && expect is not null)
-                result.Add(new ClaimSpec(id, text, source, metric, where, window, statistic, perRun, expect, minSeeds, Loc(m)));
+                result.Add(new ClaimSpec(id, text, source, metric, where, window, statistic, perRun, expect, minSeeds, Loc(m)) { MustPass = mustPass });
         }
         return result;
     }

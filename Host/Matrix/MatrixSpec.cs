@@ -106,7 +106,11 @@ public sealed record ClaimSpec(
     bool PerRun,
     ClaimExpectation Expect,
     int MinSeeds,
-    SourceLocation Location);
+    SourceLocation Location)
+{
+    /// <summary><c>must_pass: true</c>: an exact toy claim; <c>harness reproduce</c> exits non-zero unless it passes.</summary>
+    public bool MustPass { get; init; }
+}
 
 public enum ClaimStatistic { Median, Mean, Min, Max, Final, Slope, FractionTrue }
 

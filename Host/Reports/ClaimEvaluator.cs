@@ -199,12 +199,15 @@ public static class ClaimEvaluator
 
     public static string Describe(ClaimExpectation e) => e switch
     {
-        ExpectBetween b => $"in [{Fmt(b.Low)}, {Fmt(b.High)}]",
-        ExpectRelation r => $"{r.Relation} {Fmt(r.Bound)}",
+        // Bounds as written in the file (an exact toy's [3.7499999999, 3.7500000001] must not read as [3.75, 3.75]).
+        ExpectBetween b => $"in [{Exact(b.Low)}, {Exact(b.High)}]",
+        ExpectRelation r => $"{r.Relation} {Exact(r.Bound)}",
         ExpectMonotone m => $"{(m.Increasing ? "increasing" : "decreasing")} in {m.Over}",
         ExpectCompare c => $"{c.Relation} {(c.Factor == 1 ? "" : Fmt(c.Factor) + " × ")}the group with {string.Join(", ", c.Other.Select(o => $"{o.Key}={string.Join("|", o.Value.Select(RunLabels.Format))}"))}",
         _ => "",
     };
+
+    private static string Exact(double v) => v.ToString("R", CultureInfo.InvariantCulture);
 
     public static string Fmt(double v) => double.IsNaN(v) ? "–" : v.ToString("G4", CultureInfo.InvariantCulture);
 }

@@ -45,7 +45,7 @@ public static class ReportHtml
         foreach (var c in claims)
         {
             string cls = c.Verdict switch { Verdict.Pass => "pass", Verdict.Fail => "fail", _ => "nodata" };
-            h.Append("<tr class=\"").Append(cls).Append("\"><td>").Append(E(c.Claim.Id)).Append("</td><td>").Append(E(c.Claim.Text));
+            h.Append("<tr class=\"").Append(cls).Append("\"><td>").Append(E(c.Claim.Id)).Append(c.Claim.MustPass ? "<br><small>must pass</small>" : "").Append("</td><td>").Append(E(c.Claim.Text));
             if (c.Claim.Source is { } s) h.Append("<br><small>").Append(E(s)).Append("</small>");
             h.Append("<br><small>").Append(E($"{c.Claim.Statistic.ToString().ToLowerInvariant()} of {c.Claim.Metric}, {c.Claim.Window}, per {(c.Claim.PerRun ? "run" : "configuration")}")).Append("</small></td><td>");
             foreach (var g in c.Groups)

@@ -9,7 +9,11 @@ public static class ReportWriter
 {
     public const string Folder = "report", Page = "report.html", MatrixCopy = "matrix.yaml";
 
-    public static string Write(string matrixDir, IReadOnlyList<ClaimSpec> claims, string? matrixFile = null)
+    public static string Write(string matrixDir, IReadOnlyList<ClaimSpec> claims, string? matrixFile = null) =>
+        WriteReport(matrixDir, claims, matrixFile).Page;
+
+    /// <summary>As <see cref="Write"/>, returning the figures and verdicts too (for <c>harness reproduce</c>).</summary>
+    public static WrittenReport WriteReport(string matrixDir, IReadOnlyList<ClaimSpec> claims, string? matrixFile = null)
     {
         var data = ReportData.Load(matrixDir);
         var figures = ReportFigures.Draw(data);
@@ -25,7 +29,7 @@ public static class ReportWriter
             Atomic(Path.Combine(dir, MatrixCopy), p => File.Copy(matrixFile, p, overwrite: true));
         string page = Path.Combine(dir, Page);
         Atomic(page, p => File.WriteAllText(p, ReportHtml.Render(data, figures, verdicts)));
-        return page;
+        return new WrittenReport(page, figures, verdicts, data);
     }
 
     /// <summary>The matrix file to take claims from when the report is rebuilt on demand: the copy in report/, else
@@ -40,3 +44,6 @@ public static class ReportWriter
         File.Move(tmp, path, overwrite: true);
     }
 }
+
+/// <summary>A written report: its page, figures, claim verdicts and the data they came from.</summary>
+public sealed record WrittenReport(string Page, IReadOnlyList<Figure> Figures, IReadOnlyList<ClaimResult> Verdicts, ReportData Data);

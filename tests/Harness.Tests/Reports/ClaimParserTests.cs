@@ -116,8 +116,23 @@ public sealed class ClaimParserTests
             "m.yaml:25:39: claims[2].where.probe.hessian.k: the matrix has no probe 'hessian' (it has: sharpness)",
             "m.yaml:25:59: claims[2].where.colour: unknown label: use optimizer, model, tuner, optimizer.<hp>, model.<hp>, tuner.<hp> or probe.<probe>.<hp>",
             "m.yaml:26:58: claims[2].expect.monotone.direction: 'up' is not one of increasing, decreasing",
-            "m.yaml:27:5: claims[2].bogus: unknown key (expected one of: id, text, source, metric, where, window, statistic, per, expect, min_seeds)",
+            "m.yaml:27:5: claims[2].bogus: unknown key (expected one of: id, text, source, metric, where, window, statistic, per, expect, min_seeds, must_pass)",
         ];
         CollectionAssert.AreEquivalent(expected, errors, "\n" + string.Join("\n", errors));
+    }
+
+    [TestMethod]
+    public void MustPassMarksAnExactToyClaimAndIsFalseByDefault()
+    {
+        var spec = Parse("""
+              - { id: toy, text: t, metric: train_loss, expect: { "<": 1 }, must_pass: true }
+              - { id: net, text: t, metric: train_loss, expect: { "<": 1 } }
+            """);
+        Assert.IsTrue(spec.Claims[0].MustPass);
+        Assert.IsFalse(spec.Claims[1].MustPass);
+        CollectionAssert.AreEqual(new[] { "m.yaml:12:76: claims[0].must_pass: 'yes' is not one of true, false" },
+            Errors("""
+              - { id: toy, text: t, metric: train_loss, expect: { "<": 1 }, must_pass: yes }
+            """));
     }
 }
