@@ -180,6 +180,11 @@ public sealed class MatrixService(PluginRegistry plugins, WorkerPool pool, Harne
         return (CancelOutcome.Requested, info);
     }
 
+    /// <summary>The run <paramref name="runId"/> of matrix <paramref name="matrix"/> (run ids repeat across matrices
+    /// with the same configuration).</summary>
+    public RunInfo? FindRun(string matrix, string runId) => Job(matrix)?.Runs.GetValueOrDefault(runId);
+
+    /// <summary>The run <paramref name="runId"/> of the most recently submitted matrix holding it.</summary>
     public RunInfo? FindRun(string runId) =>
         Jobs.Reverse().Select(j => j.Runs.GetValueOrDefault(runId)).FirstOrDefault(r => r is not null);
 
