@@ -37,6 +37,9 @@ public sealed class HarnessOptions
     public long MaxRequestBodyBytes { get; set; } = 1 << 20;
     /// <summary>How often the service polls the plugin folder for new or changed files, in seconds.</summary>
     public double PluginPollSeconds { get; set; } = 1;
+    /// <summary>How long an ended run's series stay in /metrics, in seconds (default 600); after that they are removed,
+    /// so the series count stays bounded by the running runs plus the runs of the last one or two retention periods.</summary>
+    public double MetricsRetentionSeconds { get; set; } = 600;
 
     // ---- untrusted input (matrices submitted to the service; limits apply to run and validate too) ----
 
@@ -82,6 +85,8 @@ public sealed class HarnessOptionsValidator : IValidateOptions<HarnessOptions>
         if (o.ShutdownGraceSeconds < 0) errors.Add("Harness:ShutdownGraceSeconds must be >= 0");
         if (o.MaxRequestBodyBytes < 1024) errors.Add("Harness:MaxRequestBodyBytes must be >= 1024");
         if (o.PluginPollSeconds <= 0) errors.Add("Harness:PluginPollSeconds must be > 0");
+        if (!(o.MetricsRetentionSeconds >= 0 && o.MetricsRetentionSeconds <= 7 * 86400))
+            errors.Add($"Harness:MetricsRetentionSeconds must be in [0, 604800], got {o.MetricsRetentionSeconds}");
         if (o.MaxRunsPerMatrix < 1) errors.Add("Harness:MaxRunsPerMatrix must be >= 1");
         if (o.MaxMatrixNesting is < 4 or > Matrix.InputPolicy.NestingCeiling) errors.Add($"Harness:MaxMatrixNesting must be in [4, {Matrix.InputPolicy.NestingCeiling}]");
         if (o.MaxStateFileBytes < 1024) errors.Add("Harness:MaxStateFileBytes must be >= 1024");

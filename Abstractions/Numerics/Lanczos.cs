@@ -93,7 +93,9 @@ public static class Lanczos
             w = w - known.T.mv(c1);
             var c2 = known.mv(w);
             w = w - known.T.mv(c2);
-            var coef = (c1 + c2).to(ScalarType.Float64).cpu().data<double>().ToArray();
+            double[] coef;
+            using (var one = 1.0.ToScalar())
+                coef = c1.add(c2, one).to(ScalarType.Float64).cpu().data<double>().ToArray();
             for (int i = 0; i < m; i++) h[i, j] = h[j, i] = coef[i];
             double beta = NormOf(w);
 
@@ -227,11 +229,12 @@ public static class Lanczos
     private static Tensor LeakCombination(double[,] evecs, int i, int m, List<(int Column, Tensor Vector)> leaks, Tensor remainder)
     {
         using var last = evecs[m - 1, i].ToScalar();
+        using var one = 1.0.ToScalar();
         var r = remainder.mul(last);
         foreach (var (column, leak) in leaks)
         {
             using var c = evecs[column, i].ToScalar();
-            r = r.add(leak.mul(c));
+            r = r.add(leak.mul(c), one);
         }
         return r;
     }

@@ -31,9 +31,10 @@ public static class ParameterVectors
     public static double Norm(IReadOnlyList<Tensor> tensors)
     {
         double s = 0;
+        using var two = 2.0.ToScalar();   // square() is pow(2) with an implicit Scalar inside
         foreach (var t in tensors)
         {
-            using var n = t.to(ScalarType.Float64).square().sum();
+            using var n = t.to(ScalarType.Float64).pow(two).sum();
             s += n.ToDouble();
         }
         return Math.Sqrt(s);

@@ -36,6 +36,7 @@ public static class HarnessCli
     private static readonly Option<bool> InProcess = new("--in-process") { Description = "execute runs in this process instead of worker processes (debugging; a native crash then ends the whole command)" };
     private static readonly Option<long?> MaxBody = new("--max-request-body") { Description = "largest accepted request body in bytes (default 1048576)" };
     private static readonly Option<string[]> DataRoots = new("--data-root") { Description = $"folder a submitted matrix's data_dir may name, besides the working directory (repeatable; default {HarnessOptions.DefaultDataRoot})", AllowMultipleArgumentsPerToken = false };
+    private static readonly Option<double?> MetricsRetention = new("--metrics-retention") { Description = "seconds an ended run's series stay in /metrics (default 600)" };
     private static readonly Option<long?> MaxRuns = new("--max-runs") { Description = "most runs one matrix may expand to (default 10000)" };
     private static readonly Option<string?> ShardOption = new("--shard") { Description = "run only shard i of N (i/N, 0-based); default: from Slurm array or Kubernetes indexed-Job variables, else all" };
 
@@ -54,7 +55,7 @@ public static class HarnessCli
 
         var inbox = new Option<string?>("--inbox") { Description = "folder watched for matrix files (default: ./inbox)" };
         var serve = new Command("serve", "Run as a service: HTTP API, /metrics, hot plugin folder; matrices from the API or the inbox run in worker processes.")
-            { Plugins, Results, MetricsUrl, Threads, inbox, WorkersOption, ApiToken, RunTimeLimit, RunMemoryLimit, Grace, MaxBody, DataRoots, MaxRuns };
+            { Plugins, Results, MetricsUrl, Threads, inbox, WorkersOption, ApiToken, RunTimeLimit, RunMemoryLimit, Grace, MaxBody, DataRoots, MaxRuns, MetricsRetention };
         serve.SetAction((p, ct) => Serve(p, p.GetValue(inbox), ct));
         root.Subcommands.Add(serve);
 
@@ -112,6 +113,7 @@ public static class HarnessCli
         if (p.GetValue(MaxBody) is { } mb) o.MaxRequestBodyBytes = mb;
         if (p.GetValue(DataRoots) is { Length: > 0 } dr) o.DataRoots = dr;
         if (p.GetValue(MaxRuns) is { } mr) o.MaxRunsPerMatrix = mr;
+        if (p.GetValue(MetricsRetention) is { } ret) o.MetricsRetentionSeconds = ret;
         var check = new HarnessOptionsValidator().Validate(null, o);
         if (check.Failed) throw new OptionsValidationException(HarnessOptions.Section, typeof(HarnessOptions), check.Failures);
         return o;
@@ -159,7 +161,7 @@ public static class HarnessCli
         }
         else
             builder.Services.AddSingleton(sp => PluginCatalog.Load(o.PluginDirectory, sp.GetRequiredService<ILoggerFactory>().CreateLogger("plugins")));
-        builder.Services.AddSingleton<HarnessMetrics>();
+        builder.Services.AddSingleton(_ => new HarnessMetrics(TimeSpan.FromSeconds(o.MetricsRetentionSeconds)));
         if (!serve) builder.Services.AddSingleton<Workers.WorkerPool>();
         builder.Services.AddSingleton<MatrixRunner>();
         builder.Services.AddOpenTelemetry().ConfigureResource(r => r.AddService("harness")).WithMetrics(m => m
@@ -175,6 +177,7 @@ public static class HarnessCli
             k.Listen(bind.Address, bind.Port);
         });
         var app = builder.Build();
+        app.Services.GetRequiredService<HarnessMetrics>().CollectRetired = () => app.Services.GetService<MeterProvider>()?.ForceFlush();
         app.UseOpenTelemetryPrometheusScrapingEndpoint();
         app.MapGet("/healthz", () => Microsoft.AspNetCore.Http.Results.Text("ok"));
         if (serve) Service.ServiceApi.Map(app, o);

@@ -24,7 +24,7 @@ public sealed record PluginLoadError(string File, string Reason);
 /// <c>&lt;folder&gt;/&lt;Name&gt;.dll</c>. A file that fails (not .NET, another contract version, a constructor
 /// that throws, a duplicate name) is reported with its reason and every other plugin still loads.
 /// </summary>
-public sealed class PluginCatalog
+public sealed class PluginCatalog : IDisposable
 {
     private readonly List<PluginLoader> _loaders = new();
     private readonly Dictionary<string, LoadedPlugin<IOptimizerPlugin>> _optimizers = new(StringComparer.Ordinal);
@@ -132,6 +132,9 @@ public sealed class PluginCatalog
                     // Read the bytes into memory instead of mapping the file: a plugin file replaced or overwritten
                     // while a process uses it (the service's hot plugin folder) cannot break that process.
                     c.LoadInMemory = true;
+                    // Collectible: a catalog the service replaced (hot plugin folder) gives its memory back once
+                    // Dispose unloaded it and nothing uses its plugins any more.
+                    c.IsUnloadable = true;
                 });
             assembly = loader.LoadDefaultAssembly();
             version = assembly.GetCustomAttribute<ContractVersionAttribute>();
@@ -218,6 +221,18 @@ public sealed class PluginCatalog
         }
         into[key] = new LoadedPlugin<T>(plugin, origin);
         return 1;
+    }
+
+    /// <summary>Unloads the plugins' load contexts. Unloading is cooperative: objects of this catalog still referenced
+    /// keep working (and keep their context alive) until they are dropped; only loading further assemblies into the
+    /// contexts fails, so dispose a catalog once nothing runs code from it.</summary>
+    public void Dispose()
+    {
+        lock (_loaders)
+        {
+            foreach (var loader in _loaders) loader.Dispose();
+            _loaders.Clear();
+        }
     }
 
     /// <summary>Withdraws an optimizer (e.g. one that failed the conformance gate) and records why.</summary>

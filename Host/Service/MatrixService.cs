@@ -58,8 +58,16 @@ public sealed class MatrixJob(string name, string directory)
     public void Save()
     {
         var tmp = StateFile + ".tmp";
-        File.WriteAllText(tmp, JsonSerializer.Serialize(new StateDto(Name, State, SubmittedUtc, FinishedUtc, Error), Json));
-        File.Move(tmp, StateFile, overwrite: true);
+        try
+        {
+            File.WriteAllText(tmp, JsonSerializer.Serialize(new StateDto(Name, State, SubmittedUtc, FinishedUtc, Error), Json));
+            File.Move(tmp, StateFile, overwrite: true);
+        }
+        catch (IOException)
+        {
+            try { File.Delete(tmp); } catch (IOException) { }
+            throw;
+        }
     }
 
     public static MatrixJob? TryLoad(string directory)
@@ -102,8 +110,8 @@ public sealed class MatrixService(PluginRegistry plugins, WorkerPool pool, Harne
     /// <see cref="SubmissionConflictException"/> (the matrix is already queued or running).</summary>
     public (MatrixJob Job, IReadOnlyList<RunCell> Cells) Submit(string text, string source)
     {
-        var catalog = plugins.Catalog;
-        var spec = new MatrixParser(catalog, Policy).Parse(text, source);
+        MatrixSpec spec;
+        using (var lease = plugins.Lease()) spec = new MatrixParser(lease.Catalog, Policy).Parse(text, source);
         if (spec.OutputRoot is not null)
             throw new MatrixValidationException([new MatrixError(Locate(text, source, "output"), "output",
                 "not allowed in a matrix submitted to the service: every matrix goes to the service's results tree")]);
@@ -180,6 +188,11 @@ public sealed class MatrixService(PluginRegistry plugins, WorkerPool pool, Harne
         return (CancelOutcome.Requested, info);
     }
 
+    /// <summary>The run <paramref name="runId"/> of matrix <paramref name="matrix"/> (run ids repeat across matrices
+    /// with the same configuration).</summary>
+    public RunInfo? FindRun(string matrix, string runId) => Job(matrix)?.Runs.GetValueOrDefault(runId);
+
+    /// <summary>The run <paramref name="runId"/> of the most recently submitted matrix holding it.</summary>
     public RunInfo? FindRun(string runId) =>
         Jobs.Reverse().Select(j => j.Runs.GetValueOrDefault(runId)).FirstOrDefault(r => r is not null);
 
@@ -208,7 +221,13 @@ public sealed class MatrixService(PluginRegistry plugins, WorkerPool pool, Harne
                 inflight.Add(Task.Run(async () =>
                 {
                     try { await RunJob(job, stopping); }
-                    catch (Exception e) when (e is not OperationCanceledException) { logger.LogError(e, "matrix {Matrix} failed", job.Name); }
+                    catch (Exception e) when (e is not OperationCanceledException)
+                    {
+                        // Never leave a matrix "running" in the API: it failed, with the reason.
+                        logger.LogError(e, "matrix {Matrix} failed", job.Name);
+                        job.State = MatrixState.Failed; job.Error = $"{e.GetType().Name}: {e.Message}"; job.FinishedUtc = DateTime.UtcNow;
+                        TrySave(job);
+                    }
                     finally { jobSlots.Release(); }
                 }, CancellationToken.None));
             }
@@ -241,7 +260,7 @@ public sealed class MatrixService(PluginRegistry plugins, WorkerPool pool, Harne
         foreach (var job in found.OrderBy(j => j.SubmittedUtc))
         {
             bool resume = job.State is MatrixState.Queued or MatrixState.Running or MatrixState.Interrupted;
-            try { Fill(job, MatrixExpander.Expand(MatrixParser.ParseFile(job.MatrixFile, plugins.Catalog, Policy))); }
+            try { using var lease = plugins.Lease(); Fill(job, MatrixExpander.Expand(MatrixParser.ParseFile(job.MatrixFile, lease.Catalog, Policy))); }
             catch (MatrixValidationException e)
             {
                 foreach (var m in SummaryWriter.LoadManifests(job.Directory))
@@ -261,12 +280,12 @@ public sealed class MatrixService(PluginRegistry plugins, WorkerPool pool, Harne
     private async Task RunJob(MatrixJob job, CancellationToken stopping)
     {
         job.State = MatrixState.Running;
-        job.Save();
+        TrySave(job);
         IReadOnlyList<RunCell> cells;
-        try { cells = MatrixExpander.Expand(MatrixParser.ParseFile(job.MatrixFile, plugins.Catalog, Policy)); }
+        try { using var lease = plugins.Lease(); cells = MatrixExpander.Expand(MatrixParser.ParseFile(job.MatrixFile, lease.Catalog, Policy)); }
         catch (MatrixValidationException e)
         {
-            job.State = MatrixState.Failed; job.Error = e.Message; job.FinishedUtc = DateTime.UtcNow; job.Save();
+            job.State = MatrixState.Failed; job.Error = e.Message; job.FinishedUtc = DateTime.UtcNow; TrySave(job);
             logger.LogError("matrix {Matrix} no longer validates: {Error}", job.Name, e.Message);
             return;
         }
@@ -285,11 +304,11 @@ public sealed class MatrixService(PluginRegistry plugins, WorkerPool pool, Harne
             tasks.Add(RunCellAsync(job, cell, runDir, info, sink, stopping));
         }
         await Task.WhenAll(tasks);
-        lock (job.SummaryLock) SummaryWriter.Write(job.Directory);
+        TrySummary(job);
         job.State = stopping.IsCancellationRequested ? MatrixState.Interrupted
             : job.Cancel.IsCancellationRequested ? MatrixState.Cancelled : MatrixState.Completed;
         job.FinishedUtc = job.State == MatrixState.Interrupted ? null : DateTime.UtcNow;
-        job.Save();
+        TrySave(job);
         logger.LogInformation("matrix {Matrix} {State}", job.Name, job.State.ToString().ToLowerInvariant());
     }
 
@@ -312,8 +331,27 @@ public sealed class MatrixService(PluginRegistry plugins, WorkerPool pool, Harne
         }
         finally
         {
-            if (!stopping.IsCancellationRequested)
-                lock (job.SummaryLock) SummaryWriter.Write(job.Directory);
+            if (!stopping.IsCancellationRequested) TrySummary(job);
+        }
+    }
+
+    /// <summary>The summary and the state file are written on a best-effort basis: a full or failing disk must not
+    /// leave the matrix "running" (its state in memory, and so in the API, stays true).</summary>
+    private void TrySummary(MatrixJob job)
+    {
+        try { lock (job.SummaryLock) SummaryWriter.Write(job.Directory); }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            logger.LogWarning("matrix {Matrix}: summary not written: {Message}", job.Name, e.Message);
+        }
+    }
+
+    private void TrySave(MatrixJob job)
+    {
+        try { job.Save(); }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            logger.LogWarning("matrix {Matrix}: state file not written ({State}): {Message}", job.Name, job.State, e.Message);
         }
     }
 

@@ -12,7 +12,7 @@ namespace Harness.Host.Service;
 /// shows every run the host supervises exactly as if it ran in-process.</summary>
 public sealed class MetricsProgress(HarnessMetrics metrics, Func<PluginCatalog> catalog) : IRunProgress
 {
-    private readonly ConcurrentDictionary<string, RunGauges> _gauges = new();
+    private readonly ConcurrentDictionary<(string Matrix, string Run), RunGauges> _gauges = new();
 
     public void RunStarted(RunCell cell, long steps)
     {
@@ -26,12 +26,12 @@ public sealed class MetricsProgress(HarnessMetrics metrics, Func<PluginCatalog> 
             }
             catch (Exception) { /* a probe gauge missing from /metrics is not worth failing the run */ }
         }
-        _gauges[cell.RunId] = metrics.StartRun(cell, names);
+        _gauges[(cell.MatrixName, cell.RunId)] = metrics.StartRun(cell, names);
     }
 
     public void RunStepReport(RunCell cell, StepReport r)
     {
-        if (!_gauges.TryGetValue(cell.RunId, out var g)) return;
+        if (!_gauges.TryGetValue((cell.MatrixName, cell.RunId), out var g)) return;
         g.Loss = r.Loss; g.GradNorm = r.GradNorm; g.LearningRate = r.LearningRate; g.Threshold = r.Threshold;
         g.Progress = r.Steps > 0 ? (double)r.Step / r.Steps : 0;
         foreach (var (k, v) in r.Probes) g.Probe[k] = v;
@@ -41,6 +41,6 @@ public sealed class MetricsProgress(HarnessMetrics metrics, Func<PluginCatalog> 
 
     public void RunEnded(RunCell cell, RunManifest manifest)
     {
-        if (_gauges.TryRemove(cell.RunId, out var g)) metrics.EndRun(g, manifest.Status.ToString().ToLowerInvariant());
+        if (_gauges.TryRemove((cell.MatrixName, cell.RunId), out var g)) metrics.EndRun(g, manifest.Status.ToString().ToLowerInvariant());
     }
 }

@@ -30,7 +30,9 @@ public sealed class PassThroughGate : IOptimizerGate
 /// to list plugins) and polls the folder every <see cref="HarnessOptions.PluginPollSeconds"/>. A change (a file
 /// added, removed, resized or touched) is loaded once the folder has looked the same for two polls in a row, so a
 /// half-copied DLL is never loaded; a file that fails to load is listed with its reason and tried again when it
-/// changes. Runs are not affected: each worker loads the folder itself when it starts.
+/// changes. Runs are not affected: each worker loads the folder itself when it starts. A replaced catalog is
+/// disposed (its collectible load contexts unloaded) as soon as no <see cref="Lease"/> on it is open; the first
+/// catalog is never disposed (the DI container hands it out as <see cref="PluginCatalog"/>).
 /// </summary>
 public sealed class PluginRegistry : BackgroundService
 {
@@ -48,11 +50,59 @@ public sealed class PluginRegistry : BackgroundService
         _gate = gate;
         _logger = logger;
         _current = Load(0);
+        _first = _current.Catalog;
         _seen = _loaded = Fingerprint();
     }
 
     public Snapshot Current => _current;
+    /// <summary>The current catalog, for a use that ends before the next reload could dispose it (prefer <see cref="Lease"/>).</summary>
     public PluginCatalog Catalog => _current.Catalog;
+
+    private readonly object _leaseLock = new();
+    private readonly Dictionary<PluginCatalog, int> _leases = new(ReferenceEqualityComparer.Instance);
+    private readonly HashSet<PluginCatalog> _retired = new(ReferenceEqualityComparer.Instance);
+    private PluginCatalog? _first;
+
+    /// <summary>The current catalog, kept loaded until the lease is disposed (a reload meanwhile does not unload it).</summary>
+    public CatalogLease Lease()
+    {
+        lock (_leaseLock)
+        {
+            var c = _current.Catalog;
+            _leases[c] = _leases.GetValueOrDefault(c) + 1;
+            return new CatalogLease(this, c);
+        }
+    }
+
+    /// <summary>Catalogs replaced but still leased (disposed when their last lease ends).</summary>
+    public int RetiredCatalogs { get { lock (_leaseLock) return _retired.Count; } }
+
+    private void Release(PluginCatalog c)
+    {
+        lock (_leaseLock)
+        {
+            if (--_leases[c] > 0) return;
+            _leases.Remove(c);
+            if (_retired.Remove(c)) c.Dispose();
+        }
+    }
+
+    private void Retire(PluginCatalog c)
+    {
+        if (ReferenceEquals(c, _first)) return;
+        lock (_leaseLock)
+        {
+            if (_leases.ContainsKey(c)) _retired.Add(c);
+            else c.Dispose();
+        }
+    }
+
+    public sealed class CatalogLease(PluginRegistry owner, PluginCatalog catalog) : IDisposable
+    {
+        private int _done;
+        public PluginCatalog Catalog { get; } = catalog;
+        public void Dispose() { if (Interlocked.Exchange(ref _done, 1) == 0) owner.Release(Catalog); }
+    }
 
     private string _seen, _loaded;
 
@@ -87,8 +137,10 @@ public sealed class PluginRegistry : BackgroundService
         if (now != _seen) { _seen = now; return false; } // still changing (or just changed): wait for it to settle
         if (now == _loaded) return false;
         _loaded = now;
-        var next = Load(_current.Generation + 1);
-        _current = next;
+        var old = _current;
+        var next = Load(old.Generation + 1);
+        lock (_leaseLock) _current = next;
+        Retire(old.Catalog);
         _logger.LogInformation("plugin folder changed: {Optimizers} optimizer(s), {Models} model(s), {Probes} probe(s), {Errors} file(s) not loaded",
             next.Catalog.Optimizers.Count, next.Catalog.Models.Count, next.Catalog.Probes.Count, next.Catalog.Errors.Count);
         return true;

@@ -69,7 +69,9 @@ public static partial class ServiceApi
             _ => Results.Json(new JsonObject { ["matrix"] = name, ["cancel"] = "requested" }, statusCode: 202),
         });
         api.MapGet("/runs", (MatrixService s) => Results.Json(new JsonArray(s.Jobs.SelectMany(j => j.RunOrder.Select(id => (JsonNode)RunJson(j.Runs[id]))).ToArray())));
-        api.MapGet("/runs/{id}", (string id, MatrixService s) => BadName(id, "run id") ?? RunDetails(id, s));
+        api.MapGet("/runs/{id}", (string id, MatrixService s) => BadName(id, "run id") ?? RunDetails(s.FindRun(id), id, s));
+        api.MapGet("/matrices/{name}/runs/{id}", (string name, string id, MatrixService s) =>
+            BadName(name, "matrix name") ?? BadName(id, "run id") ?? RunDetails(s.FindRun(name, id), id, s));
         api.MapPost("/runs/{id}/cancel", (string id, MatrixService s) =>
         {
             if (BadName(id, "run id") is { } bad) return bad;
@@ -205,9 +207,8 @@ public static partial class ServiceApi
         ["progress"] = Fraction(i), ["loss"] = double.IsFinite(i.Loss) ? i.Loss : null, ["reason"] = i.Reason,
     };
 
-    private static IResult RunDetails(string id, MatrixService s)
+    private static IResult RunDetails(RunInfo? info, string id, MatrixService s)
     {
-        var info = s.FindRun(id);
         if (info is null) return NotFound($"no run '{id}'");
         var job = s.Job(info.Matrix)!;
         string dir = Path.Combine(job.Directory, id);

@@ -14,13 +14,13 @@ public sealed class HarnessMetrics : IDisposable
 {
     public const string MeterName = "Harness";
 
-    private readonly Meter _meter = new(MeterName, "1.0.0");
-    private readonly ConcurrentDictionary<string, RunGauges> _runs = new();
-    private readonly ConcurrentDictionary<string, ObservableGauge<double>> _probeGauges = new();
-    private readonly Counter<long> _steps;
-    private readonly Histogram<double> _stepDuration;
-    private readonly Histogram<double> _probeDuration;
-    private readonly Counter<long> _runsEnded;
+    private readonly object _gate = new();
+    private readonly ConcurrentDictionary<(string Matrix, string Run), RunGauges> _runs = new();
+    private readonly ConcurrentDictionary<string, byte> _probeMetrics = new();
+    private readonly Timer _pruner;
+    private Generation _current;
+    private bool _expiredSinceRotation;
+    private bool _disposed;
 
     /// <summary>Bucket bounds of the duration histograms, in seconds. Without them OpenTelemetry's defaults (0, 5, 10, 25 …
     /// 10000, meant for milliseconds) put every step of a typical run into the first bucket.</summary>
@@ -41,39 +41,44 @@ public sealed class HarnessMetrics : IDisposable
         ["harness.run_info"] = "1, labelled with the run's swept hyperparameters and seeds and a short label 'config' (e.g. adam lr=0.0003)",
     };
 
-    public HarnessMetrics()
+    /// <param name="endedRunRetention">How long an ended run keeps its series (a few scrapes), so a long-lived service's
+    /// series stay bounded by the running runs plus the runs that ended in the last one or two retention periods.</param>
+    public HarnessMetrics(TimeSpan? endedRunRetention = null)
     {
-        _meter.CreateObservableGauge("harness.train_loss", () => Observe(r => r.Loss), description: FixedGauges["harness.train_loss"]);
-        _meter.CreateObservableGauge("harness.grad_norm", () => Observe(r => r.GradNorm), description: FixedGauges["harness.grad_norm"]);
-        _meter.CreateObservableGauge("harness.learning_rate", () => Observe(r => r.LearningRate), description: FixedGauges["harness.learning_rate"]);
-        _meter.CreateObservableGauge("harness.stability_threshold", () => Observe(r => r.Threshold), description: FixedGauges["harness.stability_threshold"]);
-        _meter.CreateObservableGauge("harness.run_progress", () => Observe(r => r.Progress), description: FixedGauges["harness.run_progress"]);
-        _meter.CreateObservableGauge("harness.run_status", ObserveStatus, description: FixedGauges["harness.run_status"]);
-        _meter.CreateObservableGauge("harness.run_info", () => Reported().Select(r => new Measurement<double>(1, r.InfoTags)),
-            description: FixedGauges["harness.run_info"]);
-        _steps = _meter.CreateCounter<long>("harness.steps", description: "optimizer steps taken");
-        _runsEnded = _meter.CreateCounter<long>("harness.runs_ended", description: "runs that ended, by status");
-        _stepDuration = _meter.CreateHistogram<double>("harness.step.duration", unit: "s", description: "wall time of one optimizer step (gradient + update)",
-            tags: null, advice: SecondsBuckets);
-        _probeDuration = _meter.CreateHistogram<double>("harness.probe.duration", unit: "s", description: "wall time of one probe measurement",
-            tags: null, advice: SecondsBuckets);
+        EndedRunRetention = endedRunRetention ?? DefaultRetention;
+        if (EndedRunRetention < TimeSpan.Zero) throw new ArgumentOutOfRangeException(nameof(endedRunRetention), "the retention must be >= 0");
+        _current = new Generation(this, 0);
+        var period = TimeSpan.FromTicks(Math.Clamp(EndedRunRetention.Ticks / 2, TimeSpan.FromMilliseconds(250).Ticks, TimeSpan.FromSeconds(30).Ticks));
+        _pruner = new Timer(_ => Prune(), null, period, period);
     }
 
-    /// <summary>Starts reporting a run; <paramref name="probeMetrics"/> are the probe metric names it will emit.</summary>
+    public static readonly TimeSpan DefaultRetention = TimeSpan.FromMinutes(10);
+
+    /// <summary>How long an ended run keeps reporting its last values.</summary>
+    public TimeSpan EndedRunRetention { get; }
+
+    /// <summary>Makes the exporting SDK collect (MeterProvider.ForceFlush), so it drops the streams of a disposed meter.</summary>
+    public Action? CollectRetired { get; set; }
+
+    /// <summary>Runs whose series /metrics shows now (running, and ended within the retention).</summary>
+    public int ReportedRuns => _runs.Count;
+
+    /// <summary>Starts reporting a run; <paramref name="probeMetrics"/> are the probe metric names it will emit. A run is
+    /// keyed by matrix and run id: two matrices with the same configuration share run ids.</summary>
     public RunGauges StartRun(RunCell cell, IEnumerable<string> probeMetrics)
     {
         var gauges = new RunGauges(cell);
-        _runs[cell.RunId] = gauges;
+        _runs[(cell.MatrixName, cell.RunId)] = gauges;
         foreach (var metric in probeMetrics)
-            _probeGauges.GetOrAdd(metric, m => _meter.CreateObservableGauge("harness." + m,
-                () => Observe(r => r.Probe.TryGetValue(m, out var v) ? v : double.NaN), description: $"probe metric {m}"));
+            if (_probeMetrics.TryAdd(metric, 0))
+                lock (_gate) _current.AddProbeGauge(metric);
         return gauges;
     }
 
     public void RecordStep(RunGauges run, double seconds)
     {
-        _steps.Add(1, run.Tags);
-        _stepDuration.Record(seconds, run.Tags);
+        Interlocked.Increment(ref run.Steps);
+        _current.StepDuration.Record(seconds, run.Tags);
     }
 
     public void RecordProbe(RunGauges run, string probe, double seconds)
@@ -81,29 +86,40 @@ public sealed class HarnessMetrics : IDisposable
         var tags = new KeyValuePair<string, object?>[run.Tags.Length + 1];
         run.Tags.CopyTo(tags, 0);
         tags[^1] = new("probe", probe);
-        _probeDuration.Record(seconds, tags);
+        _current.ProbeDuration.Record(seconds, tags);
     }
-
-    /// <summary>How long an ended run keeps reporting its last values (a few scrapes), so a long-lived service's
-    /// series stay bounded by the runs of the last minutes plus the running ones.</summary>
-    public TimeSpan EndedRunRetention { get; init; } = TimeSpan.FromMinutes(10);
 
     public void EndRun(RunGauges run, string status)
     {
         run.Status = status;
         run.EndedUtc = DateTime.UtcNow;
-        _runsEnded.Add(1, run.Tags.Append(new("status", status)).ToArray());
     }
 
-    private IEnumerable<RunGauges> Reported()
+    /// <summary>Drops the runs that ended more than the retention ago. OpenTelemetry keeps every series it has seen for
+    /// as long as its instrument lives (cumulative temporality), so once runs were dropped the instruments are
+    /// replaced by new ones: the observable ones report from the runs' state again at once; the duration histograms of
+    /// the runs still reported restart from zero (a counter reset, which rate() and histogram_quantile() handle).</summary>
+    public void Prune()
     {
         var cutoff = DateTime.UtcNow - EndedRunRetention;
-        foreach (var (id, run) in _runs)
+        foreach (var (key, run) in _runs)
+            if (run.EndedUtc is { } ended && ended <= cutoff && _runs.TryRemove(new KeyValuePair<(string, string), RunGauges>(key, run)))
+                _expiredSinceRotation = true;
+        lock (_gate)
         {
-            if (run.EndedUtc is { } ended && ended < cutoff) { _runs.TryRemove(id, out _); continue; }
-            yield return run;
+            if (!_expiredSinceRotation || _disposed) return;
+            _expiredSinceRotation = false;
+            var old = _current;
+            old.Meter.Dispose();
+            // The SDK forgets a disposed meter's streams at its next collection; a new instrument of the same meter
+            // name, version and instrument name would join the old stream instead (and keep all its series). So every
+            // generation has its own meter version (otel_scope_version 1.0.0, 1.0.1, …).
+            try { CollectRetired?.Invoke(); } catch (Exception) { /* an exporter failing here loses nothing but this rotation */ }
+            _current = new Generation(this, old.Number + 1);
         }
     }
+
+    private IEnumerable<RunGauges> Reported() => _runs.Values;
 
     private IEnumerable<Measurement<double>> Observe(Func<RunGauges, double> value)
     {
@@ -120,7 +136,65 @@ public sealed class HarnessMetrics : IDisposable
             yield return new Measurement<double>(1, run.Tags.Append(new("status", run.Status)).ToArray());
     }
 
-    public void Dispose() => _meter.Dispose();
+    private IEnumerable<Measurement<long>> ObserveSteps()
+    {
+        foreach (var run in Reported())
+            yield return new Measurement<long>(Interlocked.Read(ref run.Steps), run.Tags);
+    }
+
+    private IEnumerable<Measurement<long>> ObserveEnded()
+    {
+        foreach (var run in Reported())
+            if (run.EndedUtc is not null) yield return new Measurement<long>(1, run.Tags.Append(new("status", run.Status)).ToArray());
+    }
+
+    public void Dispose()
+    {
+        _pruner.Dispose();
+        lock (_gate) { _disposed = true; _current.Meter.Dispose(); }
+    }
+
+    /// <summary>One set of instruments on one Meter; replaced as a whole by <see cref="Prune"/>.</summary>
+    private sealed class Generation
+    {
+        private readonly HarnessMetrics _owner;
+        public int Number { get; }
+        public Meter Meter { get; }
+        public Histogram<double> StepDuration { get; }
+        public Histogram<double> ProbeDuration { get; }
+
+        public Generation(HarnessMetrics owner, int number)
+        {
+            _owner = owner;
+            Number = number;
+            Meter = new Meter(MeterName, $"1.0.{number}");
+            var m = Meter;
+            m.CreateObservableGauge("harness.train_loss", () => owner.Observe(r => r.Loss), description: FixedGauges["harness.train_loss"]);
+            m.CreateObservableGauge("harness.grad_norm", () => owner.Observe(r => r.GradNorm), description: FixedGauges["harness.grad_norm"]);
+            m.CreateObservableGauge("harness.learning_rate", () => owner.Observe(r => r.LearningRate), description: FixedGauges["harness.learning_rate"]);
+            m.CreateObservableGauge("harness.stability_threshold", () => owner.Observe(r => r.Threshold), description: FixedGauges["harness.stability_threshold"]);
+            m.CreateObservableGauge("harness.run_progress", () => owner.Observe(r => r.Progress), description: FixedGauges["harness.run_progress"]);
+            m.CreateObservableGauge("harness.run_status", owner.ObserveStatus, description: FixedGauges["harness.run_status"]);
+            m.CreateObservableGauge("harness.run_info", () => owner.Reported().Select(r => new Measurement<double>(1, r.InfoTags)),
+                description: FixedGauges["harness.run_info"]);
+            m.CreateObservableCounter("harness.steps", owner.ObserveSteps, description: "optimizer steps taken");
+            m.CreateObservableCounter("harness.runs_ended", owner.ObserveEnded, description: "runs that ended, by status");
+            StepDuration = m.CreateHistogram<double>("harness.step.duration", unit: "s", description: "wall time of one optimizer step (gradient + update)",
+                tags: null, advice: SecondsBuckets);
+            ProbeDuration = m.CreateHistogram<double>("harness.probe.duration", unit: "s", description: "wall time of one probe measurement",
+                tags: null, advice: SecondsBuckets);
+            foreach (var metric in owner._probeMetrics.Keys) AddProbeGauge(metric);
+        }
+
+        private readonly HashSet<string> _probes = [];
+
+        public void AddProbeGauge(string metric)
+        {
+            if (_probes.Add(metric))
+                Meter.CreateObservableGauge("harness." + metric,
+                () => _owner.Observe(r => r.Probe.TryGetValue(metric, out var v) ? v : double.NaN), description: $"probe metric {metric}");
+        }
+    }
 }
 
 /// <summary>The latest values of one run, read by the observable gauges (written by the run's thread).</summary>
@@ -135,6 +209,7 @@ public sealed class RunGauges(RunCell cell)
     public KeyValuePair<string, object?>[] InfoTags { get; } = RunInfo(cell);
     public volatile string Status = "running";
     public DateTime? EndedUtc;
+    public long Steps;
     public double Loss = double.NaN, GradNorm = double.NaN, LearningRate = double.NaN, Threshold = double.NaN, Progress;
     public readonly ConcurrentDictionary<string, double> Probe = new();
 

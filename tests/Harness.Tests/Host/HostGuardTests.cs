@@ -57,13 +57,13 @@ public sealed class HostGuardTests
         var catalog = PluginCatalog.FromInstances([new QuadraticPlugin(), new GradientDescentPlugin()]);
         var spec = new MatrixParser(catalog).Parse("name: r\nmodels: [{ name: quadratic }]\noptimizers: [{ name: gd, hyperparameters: { lr: [0.1, 0.2] } }]\ntraining: { steps: 5 }\n", "r.yaml");
         var cells = MatrixExpander.Expand(spec);
-        using var metrics = new HarnessMetrics { EndedRunRetention = TimeSpan.Zero };
+        using var metrics = new HarnessMetrics(TimeSpan.Zero);
         var a = metrics.StartRun(cells[0], []);
         var b = metrics.StartRun(cells[1], []);
         a.Loss = 1; b.Loss = 2;
         CollectionAssert.AreEquivalent(new[] { cells[0].RunId, cells[1].RunId }, ObservedRuns("harness.train_loss"));
         metrics.EndRun(a, "completed");
-        Thread.Sleep(5);
+        metrics.Prune();
         CollectionAssert.AreEquivalent(new[] { cells[1].RunId }, ObservedRuns("harness.train_loss"));
     }
 

@@ -25,7 +25,7 @@ public sealed class ScalarLifetimeTests
         ["Plugins.Probes", "Harness.Plugins.Probes", ""],
         ["Plugins.Models", "Harness.Plugins.Models", ""],
         ["Host", "Harness.Host", "Training"],
-        ["Abstractions", "Harness.Abstractions", "!Numerics"], // Numerics: 3 sites left (Lanczos.cs:96, :234; ParameterVectors.cs:36), next session
+        ["Abstractions", "Harness.Abstractions", ""],
     ];
 
     [TestMethod]
