@@ -13,7 +13,8 @@ namespace Harness.Host.Workers;
 public sealed record WorkerRequest(RunCell Cell, string MatrixFile, string RunDirectory);
 
 /// <summary>
-/// Supervises worker processes (<c>harness worker</c>): at most <see cref="HarnessOptions.Workers"/> at once; parses
+/// Supervises worker processes (<c>harness worker --serve</c>, reused for the runs of one <see cref="WorkerSession"/>
+/// while they end cleanly): at most <see cref="HarnessOptions.Workers"/> runs at once; parses
 /// their progress lines into <see cref="IRunProgress"/> sinks; enforces the wall-time and resident-memory limits;
 /// on SIGTERM of the host or cancellation of the run sends SIGTERM (the worker flushes and marks the run
 /// interrupted) and kills after the grace period. A worker that dies abnormally (native abort, segfault, killed)
