@@ -452,7 +452,7 @@ public sealed class PeerBenchmark : IBenchmark
                 using var rg = reader.OpenRowGroupReader(g);
                 foreach (var field in reader.Schema.DataFields)
                 {
-                    if (field.Name == "step") continue;
+                    if (field.Name == "step" || field.ClrType != typeof(double)) continue;   // step, and the matrix and run_id text columns
                     if (!columns.TryGetValue(field.Name, out var list)) columns[field.Name] = list = new List<double?>();
                     var values = new double?[rg.RowCount];
                     rg.ReadAsync<double>(field, values.AsMemory()).AsTask().GetAwaiter().GetResult();
