@@ -452,8 +452,16 @@ public sealed class PeerBenchmark : IBenchmark
                 using var rg = reader.OpenRowGroupReader(g);
                 foreach (var field in reader.Schema.DataFields)
                 {
-                    if (field.Name == "step" || field.ClrType != typeof(double)) continue;   // step, and the matrix and run_id text columns
+                    // Numeric columns only (not step, nor the matrix and run_id text columns); counts are int64.
+                    if (field.Name == "step" || (field.ClrType != typeof(double) && field.ClrType != typeof(long))) continue;
                     if (!columns.TryGetValue(field.Name, out var list)) columns[field.Name] = list = new List<double?>();
+                    if (field.ClrType == typeof(long))
+                    {
+                        var counts = new long?[rg.RowCount];
+                        rg.ReadAsync<long>(field, counts.AsMemory()).AsTask().GetAwaiter().GetResult();
+                        list.AddRange(counts.Select(c => (double?)c));
+                        continue;
+                    }
                     var values = new double?[rg.RowCount];
                     rg.ReadAsync<double>(field, values.AsMemory()).AsTask().GetAwaiter().GetResult();
                     list.AddRange(values);
