@@ -292,7 +292,7 @@ public sealed class MatrixService(PluginRegistry plugins, WorkerPool pool, Harne
         Fill(job, cells);
         logger.LogInformation("matrix {Matrix}: {Count} run(s) into {Dir}", job.Name, cells.Count, job.Directory);
         var sink = new CompositeProgress(new TableSink(job), _metricsSink, new LogProgress(logger));
-        var tasks = new List<Task>();
+        var pending = new List<(RunCell Cell, string RunDir, RunInfo Info)>();
         foreach (var cell in cells)
         {
             var info = job.Runs[cell.RunId];
@@ -301,9 +301,11 @@ public sealed class MatrixService(PluginRegistry plugins, WorkerPool pool, Harne
             if (info.CancelRequested || job.Cancel.IsCancellationRequested) { MarkCancelled(cell, runDir, info); continue; }
             info.Status = "queued";
             info.Cancel = CancellationTokenSource.CreateLinkedTokenSource(job.Cancel.Token);
-            tasks.Add(RunCellAsync(job, cell, runDir, info, sink, stopping));
+            pending.Add((cell, runDir, info));
         }
-        await Task.WhenAll(tasks);
+        // The runs of the matrix share workers (a crashed one is replaced for the next run); they end with the matrix.
+        using (var session = new WorkerSession(pending.Count))
+            await Task.WhenAll(pending.Select(r => RunCellAsync(job, r.Cell, r.RunDir, r.Info, sink, stopping, session)).ToList());
         TrySummary(job);
         job.State = stopping.IsCancellationRequested ? MatrixState.Interrupted
             : job.Cancel.IsCancellationRequested ? MatrixState.Cancelled : MatrixState.Completed;
@@ -312,11 +314,11 @@ public sealed class MatrixService(PluginRegistry plugins, WorkerPool pool, Harne
         logger.LogInformation("matrix {Matrix} {State}", job.Name, job.State.ToString().ToLowerInvariant());
     }
 
-    private async Task RunCellAsync(MatrixJob job, RunCell cell, string runDir, RunInfo info, IRunProgress sink, CancellationToken stopping)
+    private async Task RunCellAsync(MatrixJob job, RunCell cell, string runDir, RunInfo info, IRunProgress sink, CancellationToken stopping, WorkerSession session)
     {
         try
         {
-            var m = await pool.RunAsync(new WorkerRequest(cell, job.MatrixFile, runDir), sink, stopping, info.Cancel!.Token);
+            var m = await pool.RunAsync(new WorkerRequest(cell, job.MatrixFile, runDir), sink, stopping, info.Cancel!.Token, session);
             Apply(info, m);
         }
         catch (OperationCanceledException)

@@ -39,6 +39,10 @@ public sealed class RunExecutor(PluginCatalog plugins, HarnessMetrics metrics, I
     /// <summary>Fixed trace columns, before the probe columns (see README, "Parquet schema").</summary>
     public static readonly string[] FixedColumns = ["time_s", "lr", "threshold", "train_loss", "grad_norm", "step_seconds"];
 
+    /// <summary>Called with the name of each start-up phase as it ends ("model and data", "optimizer, probes and
+    /// trace"): workers log where their time to the first step goes.</summary>
+    public Action<string>? Phase { get; init; }
+
     // Set by Execute for Train (kept out of Train's signature): the run folder and the checkpoint to resume from.
     private string _runDir = "";
     private RunCheckpoint? _resume;
@@ -91,6 +95,7 @@ public sealed class RunExecutor(PluginCatalog plugins, HarnessMetrics metrics, I
                 new HyperparameterValues(modelPlugin.Plugin.Hyperparameters, cell.ModelHyperparameters),
                 cell.InitSeed, cell.DataSeed, dtype, device, spec.DataDirectory));
             manifest.ParameterCount = model.Parameters.Sum(p => p.Tensor.numel());
+            Phase?.Invoke("model and data");
             using var optimizer = WithTuner(cell, optPlugin.Plugin.Create(model.Parameters.Select(p => p.Tensor).ToList(),
                 new HyperparameterValues(optPlugin.Plugin.Hyperparameters, cell.OptimizerHyperparameters)), out var tunerColumns);
             if (cell.PreconditionerFrom is { } source) ImportPreconditioner(optimizer, model, source, runDir);
@@ -123,6 +128,7 @@ public sealed class RunExecutor(PluginCatalog plugins, HarnessMetrics metrics, I
                     _resume = null;
                     RunCheckpoint.Delete(runDir);
                 }
+                Phase?.Invoke("optimizer, probes and trace");
                 Train(cell, model, optimizer, probes, trace, columns, manifest, manifestPath, gauges, progress, clock, ct);
             }
             finally

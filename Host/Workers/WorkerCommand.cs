@@ -78,6 +78,7 @@ public static class WorkerCommand
         using var intr = System.Runtime.InteropServices.PosixSignalRegistration.Create(System.Runtime.InteropServices.PosixSignal.SIGINT, c => { c.Cancel = true; cts.Cancel(); });
         using var lf = Logging();
         var log = lf.CreateLogger("worker");
+        startup.Mark("logging");
         TorchSharp.torch.set_num_threads(threads > 0 ? threads : WorkerPool.AutoThreads());
         startup.Mark("libtorch");
         var catalog = PluginCatalog.Load(pluginDir, log);
@@ -94,7 +95,12 @@ public static class WorkerCommand
                 var o = System.Text.Json.Nodes.JsonNode.Parse(line)!;
                 string matrixFile = (string)o["matrix"]!, runId = (string)o["run_id"]!, runDir = (string)o["run_dir"]!;
                 Resources? atFirstStep = null;
-                using (var events = new JsonLinesProgress { FirstStep = () => { clock.Mark("model, data and first step"); atFirstStep = Resources.Current(); } })
+                // After its ended event the run is complete on disk: end of file on stdin then ends this worker normally.
+                using (var events = new JsonLinesProgress
+                       {
+                           FirstStep = () => { clock.Mark("first step"); atFirstStep = Resources.Current(); },
+                           Ended = () => Volatile.Write(ref busy, 0),
+                       })
                 {
                     RunCell? cell = null;
                     try
@@ -108,7 +114,7 @@ public static class WorkerCommand
                         events.RunRefused(runId, $"run {runId} of {matrixFile} could not be read");
                     else
                     {
-                        var manifest = new RunExecutor(catalog, metrics, log).Execute(cell, runDir, events, cts.Token);
+                        var manifest = new RunExecutor(catalog, metrics, log) { Phase = clock.Mark }.Execute(cell, runDir, events, cts.Token);
                         log.LogInformation("run {Run}: start-up {Startup}", runId, clock);
                         if (atFirstStep is not null) log.LogInformation("run {Run}: at the first step {Resources}", runId, atFirstStep);
                         log.LogInformation("run {Run}: {Resources}", runId, Resources.Current());
@@ -143,13 +149,11 @@ public static class WorkerCommand
         using var term = System.Runtime.InteropServices.PosixSignalRegistration.Create(System.Runtime.InteropServices.PosixSignal.SIGTERM, c => { c.Cancel = true; cts.Cancel(); });
         using var intr = System.Runtime.InteropServices.PosixSignalRegistration.Create(System.Runtime.InteropServices.PosixSignal.SIGINT, c => { c.Cancel = true; cts.Cancel(); });
 
-        using var lf = LoggerFactory.Create(b => b
-            .AddSimpleConsole(c => { c.SingleLine = true; c.TimestampFormat = "HH:mm:ss "; })
-            .SetMinimumLevel(LogLevel.Information)
-            .Services.Configure<Microsoft.Extensions.Logging.Console.ConsoleLoggerOptions>(c => c.LogToStandardErrorThreshold = LogLevel.Trace));
-        var log = lf.CreateLogger("worker");
         var startup = new StartupClock();
         Posix.RetainFreedMemory();
+        using var lf = Logging();
+        var log = lf.CreateLogger("worker");
+        startup.Mark("logging");
         TorchSharp.torch.set_num_threads(threads > 0 ? threads : WorkerPool.AutoThreads());
         startup.Mark("libtorch");
         var catalog = PluginCatalog.Load(pluginDir, log);
@@ -162,8 +166,8 @@ public static class WorkerCommand
         startup.Mark("matrix");
         using var metrics = new HarnessMetrics(); // not exported: the host turns this worker's events into metrics
         Resources? atFirstStep = null;
-        using var events = new JsonLinesProgress { FirstStep = () => { startup.Mark("model, data and first step"); atFirstStep = Resources.Current(); } };
-        var manifest = new RunExecutor(catalog, metrics, log).Execute(cell, runDir, events, cts.Token);
+        using var events = new JsonLinesProgress { FirstStep = () => { startup.Mark("first step"); atFirstStep = Resources.Current(); } };
+        var manifest = new RunExecutor(catalog, metrics, log) { Phase = startup.Mark }.Execute(cell, runDir, events, cts.Token);
         log.LogInformation("run {Run}: start-up {Startup}", runId, startup);
         if (atFirstStep is not null) log.LogInformation("run {Run}: at the first step {Resources}", runId, atFirstStep);
         log.LogInformation("run {Run}: {Resources}", runId, Resources.Current());
@@ -215,7 +219,8 @@ internal sealed class StartupClock
 }
 
 /// <summary>Peak resident memory and page faults of this process (from /proc/self/status and /proc/self/stat).</summary>
-public sealed record Resources(long PeakRss, long MinorFaults, long MajorFaults)
+/// <param name="CpuMilliseconds">CPU time of the process so far (all threads, user + system)</param>
+public sealed record Resources(long PeakRss, long MinorFaults, long MajorFaults, long CpuMilliseconds = 0)
 {
     private const string Tag = "resources: peak_rss_bytes=";
 
@@ -228,10 +233,11 @@ public sealed record Resources(long PeakRss, long MinorFaults, long MajorFaults)
         // Fields after the parenthesised command name: state(3) ppid … minflt(10) cminflt(11) majflt(12).
         var stat = File.ReadAllText("/proc/self/stat");
         var f = stat[(stat.LastIndexOf(')') + 2)..].Split(' ');
-        return new Resources(hwm, long.Parse(f[7]), long.Parse(f[9]));
+        long cpu = (long)System.Diagnostics.Process.GetCurrentProcess().TotalProcessorTime.TotalMilliseconds;
+        return new Resources(hwm, long.Parse(f[7]), long.Parse(f[9]), cpu);
     }
 
-    public override string ToString() => $"{Tag}{PeakRss} minor_faults={MinorFaults} major_faults={MajorFaults}";
+    public override string ToString() => $"{Tag}{PeakRss} minor_faults={MinorFaults} major_faults={MajorFaults} cpu_ms={CpuMilliseconds}";
 
     public static Resources? TryParse(string line)
     {
@@ -239,6 +245,6 @@ public sealed record Resources(long PeakRss, long MinorFaults, long MajorFaults)
         if (i < 0) return null;
         var kv = line[(i + "resources: ".Length)..].Split(' ', StringSplitOptions.RemoveEmptyEntries)
             .Select(p => p.Split('=')).Where(p => p.Length == 2).ToDictionary(p => p[0], p => long.Parse(p[1]));
-        return new Resources(kv["peak_rss_bytes"], kv["minor_faults"], kv["major_faults"]);
+        return new Resources(kv["peak_rss_bytes"], kv["minor_faults"], kv["major_faults"], kv.GetValueOrDefault("cpu_ms"));
     }
 }

@@ -13,7 +13,8 @@ namespace Harness.Host.Workers;
 public sealed record WorkerRequest(RunCell Cell, string MatrixFile, string RunDirectory);
 
 /// <summary>
-/// Supervises worker processes (<c>harness worker</c>): at most <see cref="HarnessOptions.Workers"/> at once; parses
+/// Supervises worker processes (<c>harness worker --serve</c>, reused for the runs of one <see cref="WorkerSession"/>
+/// while they end cleanly): at most <see cref="HarnessOptions.Workers"/> runs at once; parses
 /// their progress lines into <see cref="IRunProgress"/> sinks; enforces the wall-time and resident-memory limits;
 /// on SIGTERM of the host or cancellation of the run sends SIGTERM (the worker flushes and marks the run
 /// interrupted) and kills after the grace period. A worker that dies abnormally (native abort, segfault, killed)
@@ -62,14 +63,12 @@ public sealed class WorkerPool(IOptions<HarnessOptions> options, ILogger<WorkerP
         catch (Exception e) when (e is IOException or UnauthorizedAccessException or FormatException) { return 0; }
     }
 
-    /// <summary>Waits for a free slot, then runs the cell in a worker. <paramref name="stopping"/> = the host shuts
-    /// down (the run ends as interrupted); <paramref name="cancel"/> = the user cancelled the run (cancelled).</summary>
+    /// <summary>Waits for a free slot, then runs the cell in a new worker that ends with it. <paramref name="stopping"/>
+    /// = the host shuts down (the run ends as interrupted); <paramref name="cancel"/> = the user cancelled the run (cancelled).</summary>
     public async Task<RunManifest> RunAsync(WorkerRequest request, IRunProgress sink, CancellationToken stopping, CancellationToken cancel)
     {
-        using var either = CancellationTokenSource.CreateLinkedTokenSource(stopping, cancel);
-        await _slots.WaitAsync(either.Token);
-        try { return await RunNowAsync(request, sink, stopping, cancel); }
-        finally { _slots.Release(); }
+        using var session = new WorkerSession(runs: 1);
+        return await RunAsync(request, sink, stopping, cancel, session);
     }
 
     /// <summary>Like <see cref="RunAsync(WorkerRequest, IRunProgress, CancellationToken, CancellationToken)"/>, in a
@@ -79,38 +78,85 @@ public sealed class WorkerPool(IOptions<HarnessOptions> options, ILogger<WorkerP
     public async Task<RunManifest> RunAsync(WorkerRequest request, IRunProgress sink, CancellationToken stopping, CancellationToken cancel, WorkerSession session)
     {
         using var either = CancellationTokenSource.CreateLinkedTokenSource(stopping, cancel);
-        await _slots.WaitAsync(either.Token);
+        try { await _slots.WaitAsync(either.Token); }
+        catch (OperationCanceledException) { session.RunSkipped(); throw; }
         try { return await RunInSessionAsync(request, sink, stopping, cancel, session); }
         finally { _slots.Release(); }
     }
 
     private async Task<RunManifest> RunInSessionAsync(WorkerRequest request, IRunProgress sink, CancellationToken stopping, CancellationToken cancel, WorkerSession session)
     {
-        var o = options.Value;
         var cell = request.Cell;
         Directory.CreateDirectory(request.RunDirectory);
+        session.RunStarting();
         var worker = session.TakeIdle();
         bool reused = worker is not null;
+        string requestLine = WorkerCommand.Request(Path.GetFullPath(request.MatrixFile), cell.RunId, Path.GetFullPath(request.RunDirectory));
+        if (worker is not null && !TrySend(worker, cell, sink, requestLine))
+        {
+            // It ended after its last run (between the check and the request): this run gets a fresh one.
+            worker.Dispose();
+            worker = null;
+            reused = false;
+        }
         if (worker is null)
         {
-            var psi = new ProcessStartInfo(Executable())
-            {
-                RedirectStandardInput = true, RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false,
-                StandardOutputEncoding = Encoding.UTF8, StandardErrorEncoding = Encoding.UTF8,
-            };
-            foreach (var a in new[] { "worker", "--serve", "--plugins", Path.GetFullPath(o.PluginDirectory), "--threads", ThreadsPerWorker.ToString() })
-                psi.ArgumentList.Add(a);
-            WorkerEnvironment(psi);
-            worker = WorkerProcess.Start(psi, logger);
+            worker = StartWorker();
+            if (!TrySend(worker, cell, sink, requestLine)) logger.LogWarning("run {Run}: the new worker pid {Pid} did not take the request", cell.RunId, worker.Process.Id);
         }
-        worker.Begin(cell, sink);
-        worker.Send(WorkerCommand.Request(Path.GetFullPath(request.MatrixFile), cell.RunId, Path.GetFullPath(request.RunDirectory)));
         logger.LogInformation("run {Run} ({Label}) started in {How} worker pid {Pid}", cell.RunId, cell.Label, reused ? "reused" : "new", worker.Process.Id);
 
+        var clock = Stopwatch.StartNew();
+        var (killedFor, terminated) = await SuperviseAsync(worker, clock, stopping, cancel);
+        var process = worker.Process;
+        bool ended = worker.Ended.IsCompleted;
+        bool alive = !process.HasExited;
+        int code = 0;
+        if (!ended || !alive || terminated || killedFor is not null)
+        {
+            // Not reusable: let it finish (an interrupted run exits by itself) and collect its exit code and output.
+            if (alive && killedFor is null && !terminated) worker.CloseInput();
+            await worker.ExitAsync();
+            code = process.ExitCode;
+        }
+        string tailText = worker.Tail();
+        string manifestPath = Path.Combine(request.RunDirectory, "manifest.json");
+        var manifest = RunManifest.TryLoad(manifestPath) ?? NewManifest(cell);
+        bool clean = killedFor is null && ended && (code == 0 || code == WorkerCommand.ExitInterrupted) && manifest.Status != RunStatus.Running;
+        if (clean && alive && !terminated && !process.HasExited) session.ReturnIdle(worker);
+        else worker.Dispose();
+        return Finish(request, sink, stopping, cancel, manifest, manifestPath, clean, killedFor, code, tailText, clock);
+    }
+
+    private WorkerProcess StartWorker()
+    {
+        var psi = new ProcessStartInfo(Executable())
+        {
+            RedirectStandardInput = true, RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false,
+            StandardOutputEncoding = Encoding.UTF8, StandardErrorEncoding = Encoding.UTF8,
+        };
+        foreach (var a in new[] { "worker", "--serve", "--plugins", Path.GetFullPath(options.Value.PluginDirectory), "--threads", ThreadsPerWorker.ToString() })
+            psi.ArgumentList.Add(a);
+        WorkerEnvironment(psi);
+        return WorkerProcess.Start(psi, logger);
+    }
+
+    private static bool TrySend(WorkerProcess worker, RunCell cell, IRunProgress sink, string requestLine)
+    {
+        worker.Begin(cell, sink);
+        try { worker.Send(requestLine); return true; }
+        catch (IOException) { return false; }
+    }
+
+    /// <summary>Waits until the worker ends the run or exits, enforcing the limits: SIGTERM when the host stops or the
+    /// run is cancelled (killed after the grace period), killed past the wall-time or resident-memory limit.</summary>
+    /// <returns>why it was killed (null when it was not), and whether SIGTERM was sent</returns>
+    private async Task<(string? KilledFor, bool Terminated)> SuperviseAsync(WorkerProcess worker, Stopwatch clock, CancellationToken stopping, CancellationToken cancel)
+    {
+        var o = options.Value;
         var process = worker.Process;
         string? killedFor = null;
         bool terminated = false;
-        var clock = Stopwatch.StartNew();
         var termSent = TimeSpan.Zero;
         while (!process.HasExited && !worker.Ended.IsCompleted)
         {
@@ -138,110 +184,7 @@ public sealed class WorkerPool(IOptions<HarnessOptions> options, ILogger<WorkerP
                 process.Kill(entireProcessTree: true);
             }
         }
-        bool ended = worker.Ended.IsCompleted;
-        bool alive = !process.HasExited;
-        int code = 0;
-        if (!ended || !alive || terminated || killedFor is not null)
-        {
-            // Not reusable: let it finish (an interrupted run exits by itself) and collect its exit code and output.
-            if (alive && killedFor is null && !terminated) worker.CloseInput();
-            await worker.ExitAsync();
-            code = process.ExitCode;
-        }
-        string tailText = worker.Tail();
-        string manifestPath = Path.Combine(request.RunDirectory, "manifest.json");
-        var manifest = RunManifest.TryLoad(manifestPath) ?? NewManifest(cell);
-        bool clean = killedFor is null && ended && (code == 0 || code == WorkerCommand.ExitInterrupted) && manifest.Status != RunStatus.Running;
-        if (clean && alive && !terminated && !process.HasExited) session.ReturnIdle(worker);
-        else worker.Dispose();
-        return Finish(request, sink, stopping, cancel, manifest, manifestPath, clean, killedFor, code, tailText, clock);
-    }
-
-    private async Task<RunManifest> RunNowAsync(WorkerRequest request, IRunProgress sink, CancellationToken stopping, CancellationToken cancel)
-    {
-        var o = options.Value;
-        var cell = request.Cell;
-        Directory.CreateDirectory(request.RunDirectory);
-        var psi = new ProcessStartInfo(Executable())
-        {
-            RedirectStandardInput = true, RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false,
-            StandardOutputEncoding = Encoding.UTF8, StandardErrorEncoding = Encoding.UTF8,
-        };
-        foreach (var a in new[] { "worker", "--matrix", Path.GetFullPath(request.MatrixFile), "--run-id", cell.RunId,
-                     "--run-dir", Path.GetFullPath(request.RunDirectory), "--plugins", Path.GetFullPath(o.PluginDirectory),
-                     "--threads", ThreadsPerWorker.ToString(), "--exit-on-stdin-eof" })
-            psi.ArgumentList.Add(a);
-        WorkerEnvironment(psi);
-
-        var tail = new StringBuilder();
-        using var process = new Process { StartInfo = psi };
-        process.Start();
-        logger.LogInformation("run {Run} ({Label}) started in worker pid {Pid}", cell.RunId, cell.Label, process.Id);
-        var stdout = Task.Run(async () =>
-        {
-            while (await process.StandardOutput.ReadLineAsync() is { } line)
-            {
-                try { WorkerProtocol.Dispatch(line, cell, sink); }
-                catch (Exception e) { logger.LogWarning("run {Run}: bad progress line ignored ({Message})", cell.RunId, e.Message); }
-            }
-        });
-        var stderr = Task.Run(async () =>
-        {
-            while (await process.StandardError.ReadLineAsync() is { } line)
-            {
-                lock (tail)
-                {
-                    tail.AppendLine(line);
-                    if (tail.Length > 2 * StderrTailBytes) tail.Remove(0, tail.Length - StderrTailBytes);
-                }
-                // The worker's own log lines keep their level (e.g. "resuming from the checkpoint", a probe that
-                // failed); anything else a plugin prints goes to debug.
-                var level = line.Contains(" fail: ") || line.Contains(" crit: ") ? LogLevel.Error
-                    : line.Contains(" warn: ") ? LogLevel.Warning : line.Contains(" info: ") ? LogLevel.Information : LogLevel.Debug;
-                logger.Log(level, "[worker {Run}] {Line}", cell.RunId, line);
-            }
-        });
-
-        string? killedFor = null;
-        bool terminated = false;
-        var clock = Stopwatch.StartNew();
-        var termSent = TimeSpan.Zero;
-        while (!process.HasExited)
-        {
-            await Task.WhenAny(process.WaitForExitAsync(), Task.Delay(500));
-            if (process.HasExited) break;
-            if ((stopping.IsCancellationRequested || cancel.IsCancellationRequested) && !terminated)
-            {
-                terminated = true;
-                termSent = clock.Elapsed;
-                Posix.Terminate(process.Id);
-            }
-            else if (terminated && clock.Elapsed - termSent > TimeSpan.FromSeconds(o.ShutdownGraceSeconds))
-            {
-                killedFor ??= $"the worker did not stop within the grace period of {o.ShutdownGraceSeconds:G} s after SIGTERM and was killed";
-                process.Kill(entireProcessTree: true);
-            }
-            else if (o.RunTimeLimitSeconds > 0 && clock.Elapsed.TotalSeconds > o.RunTimeLimitSeconds && killedFor is null)
-            {
-                killedFor = $"time limit: the run exceeded {o.RunTimeLimitSeconds:G} s of wall time and its worker was killed";
-                process.Kill(entireProcessTree: true);
-            }
-            else if (o.RunMemoryLimitMb > 0 && killedFor is null && Posix.ResidentBytes(process.Id) is { } rss && rss > o.RunMemoryLimitMb << 20)
-            {
-                killedFor = $"memory limit: the worker's resident memory {rss >> 20} MiB exceeded {o.RunMemoryLimitMb} MiB and it was killed";
-                process.Kill(entireProcessTree: true);
-            }
-        }
-        await process.WaitForExitAsync(CancellationToken.None);
-        await Task.WhenAll(stdout, stderr);
-        int code = process.ExitCode;
-        string tailText;
-        lock (tail) tailText = tail.Length > StderrTailBytes ? tail.ToString(tail.Length - StderrTailBytes, StderrTailBytes) : tail.ToString();
-
-        string manifestPath = Path.Combine(request.RunDirectory, "manifest.json");
-        var manifest = RunManifest.TryLoad(manifestPath) ?? NewManifest(cell);
-        bool clean = killedFor is null && (code == 0 || code == WorkerCommand.ExitInterrupted) && manifest.Status != RunStatus.Running;
-        return Finish(request, sink, stopping, cancel, manifest, manifestPath, clean, killedFor, code, tailText, clock);
+        return (killedFor, terminated);
     }
 
     /// <summary>The manifest of a run whose worker ended or finished it: failed with the exit reason and the stderr
@@ -323,10 +266,18 @@ public sealed class WorkerPool(IOptions<HarnessOptions> options, ILogger<WorkerP
 }
 
 /// <summary>Idle workers (<c>harness worker --serve</c>) kept for the next runs of one matrix; disposing the session
-/// ends them (end of file on their stdin).</summary>
-public sealed class WorkerSession : IDisposable
+/// ends them (end of file on their stdin). Given the number of runs, a worker is ended as soon as no run that has
+/// not started is left for it, instead of waiting idle until the matrix ends.</summary>
+/// <param name="runs">how many runs the session will be asked for (null: unknown, keep idle workers until disposed)</param>
+public sealed class WorkerSession(int? runs = null) : IDisposable
 {
     private readonly Stack<WorkerProcess> _idle = new();
+    private int _notStarted = runs ?? int.MaxValue;
+
+    internal void RunStarting() { lock (_idle) if (_notStarted != int.MaxValue) _notStarted--; }
+
+    /// <summary>A run of the session that will not start (cancelled while it waited for a slot).</summary>
+    internal void RunSkipped() => RunStarting();
 
     internal WorkerProcess? TakeIdle()
     {
@@ -341,7 +292,9 @@ public sealed class WorkerSession : IDisposable
 
     internal void ReturnIdle(WorkerProcess worker)
     {
-        lock (_idle) _idle.Push(worker);
+        lock (_idle)
+            if (_idle.Count < _notStarted) { _idle.Push(worker); return; }
+        worker.Dispose();
     }
 
     /// <summary>How many workers are waiting for a run.</summary>
@@ -351,12 +304,7 @@ public sealed class WorkerSession : IDisposable
     {
         List<WorkerProcess> all;
         lock (_idle) { all = _idle.ToList(); _idle.Clear(); }
-        foreach (var w in all)
-        {
-            w.CloseInput();
-            if (!w.Process.WaitForExit(TimeSpan.FromSeconds(10))) w.Process.Kill(entireProcessTree: true);
-            w.Dispose();
-        }
+        foreach (var w in all) w.Dispose();
     }
 }
 
@@ -449,6 +397,8 @@ internal sealed class WorkerProcess : IDisposable
         }
     }
 
+    /// <summary>Ends the worker (end of file on its stdin; killed if it has not exited 10 s later) after its last
+    /// output lines are read.</summary>
     public void Dispose()
     {
         if (!Process.HasExited)
@@ -456,6 +406,7 @@ internal sealed class WorkerProcess : IDisposable
             CloseInput();
             if (!Process.WaitForExit(TimeSpan.FromSeconds(10))) Process.Kill(entireProcessTree: true);
         }
+        try { Task.WhenAll(_stdout, _stderr).Wait(TimeSpan.FromSeconds(5)); } catch (AggregateException) { }
         Process.Dispose();
     }
 }

@@ -123,10 +123,21 @@ public sealed class JsonLinesProgress : IRunProgress, IDisposable
         Write(WorkerProtocol.Step(report), flush: first);
         if (first) FirstStep?.Invoke();
     }
-    public void RunEnded(RunCell cell, RunManifest manifest) => Write(WorkerProtocol.Ended(manifest), flush: true);
+    /// <summary>Called just before the <c>ended</c> event is written: the run is complete on disk.</summary>
+    public Action? Ended { get; init; }
+
+    public void RunEnded(RunCell cell, RunManifest manifest)
+    {
+        Ended?.Invoke();
+        Write(WorkerProtocol.Ended(manifest), flush: true);
+    }
 
     /// <summary>The end of a requested run that could not start (its manifest is not written).</summary>
-    public void RunRefused(string runId, string reason) => Write(WorkerProtocol.Ended(runId, "failed", reason), flush: true);
+    public void RunRefused(string runId, string reason)
+    {
+        Ended?.Invoke();
+        Write(WorkerProtocol.Ended(runId, "failed", reason), flush: true);
+    }
 
     public void Dispose()
     {

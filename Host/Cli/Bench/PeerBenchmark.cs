@@ -35,7 +35,7 @@ public sealed class PeerBenchmark : IBenchmark
     private const double Lr = 0.05, WideLr = 0.01;
     private static readonly int[] Widths = [100, 400, 1000];
 
-    private static string F(double x, string f = "F3") => x.ToString(f, CultureInfo.InvariantCulture);
+    private static string F(double x, string f = "F3") => BenchTable.F(x, f);
 
     private sealed record Side(double FirstStep, double StepSeconds, long PeakRss, long MinorFaults);
 
@@ -79,9 +79,9 @@ public sealed class PeerBenchmark : IBenchmark
         finally { Directory.Delete(root, recursive: true); }
         string loadEnd = File.Exists("/proc/loadavg") ? File.ReadAllText("/proc/loadavg").Trim() : "n/a";
         output.WriteLine();
-        output.WriteLine($"{"figure",-44} {"harness",14} {"pytorch",14} {"ratio",7}  target");
-        foreach (var (figure, h, p, ratio, target) in _table)
-            output.WriteLine($"{figure,-44} {h,14} {p,14} {F(ratio, "F2"),7}  {target}");
+        var table = new BenchTable("figure", "harness", "pytorch", "ratio", "target").LeftAligned(4);
+        foreach (var (figure, h, p, ratio, target) in _table) table.Add(figure, h, p, F(ratio, "F2"), target);
+        table.Print(output);
         output.WriteLine($"load average at start: {load}; at end: {loadEnd} (wall-time ratios on a shared machine are noisy; counted figures are not)");
         return 0;
     }
@@ -452,8 +452,16 @@ public sealed class PeerBenchmark : IBenchmark
                 using var rg = reader.OpenRowGroupReader(g);
                 foreach (var field in reader.Schema.DataFields)
                 {
-                    if (field.Name == "step") continue;
+                    // Numeric columns only (not step, nor the matrix and run_id text columns); counts are int64.
+                    if (field.Name == "step" || (field.ClrType != typeof(double) && field.ClrType != typeof(long))) continue;
                     if (!columns.TryGetValue(field.Name, out var list)) columns[field.Name] = list = new List<double?>();
+                    if (field.ClrType == typeof(long))
+                    {
+                        var counts = new long?[rg.RowCount];
+                        rg.ReadAsync<long>(field, counts.AsMemory()).AsTask().GetAwaiter().GetResult();
+                        list.AddRange(counts.Select(c => (double?)c));
+                        continue;
+                    }
                     var values = new double?[rg.RowCount];
                     rg.ReadAsync<double>(field, values.AsMemory()).AsTask().GetAwaiter().GetResult();
                     list.AddRange(values);
@@ -464,11 +472,7 @@ public sealed class PeerBenchmark : IBenchmark
         return columns.ToDictionary(kv => kv.Key, kv => kv.Value.ToArray());
     }
 
-    private static double Median(IEnumerable<double> values)
-    {
-        var xs = values.OrderBy(x => x).ToList();
-        return xs.Count % 2 == 1 ? xs[xs.Count / 2] : (xs[xs.Count / 2 - 1] + xs[xs.Count / 2]) / 2;
-    }
+    private static double Median(IEnumerable<double> values) => BenchTable.Median(values);
 }
 
 /// <summary>Writes NumPy .npy files (format 1.0, little-endian, C order) of float32 or int64 arrays.</summary>

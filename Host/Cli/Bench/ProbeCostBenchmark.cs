@@ -27,7 +27,7 @@ public sealed class ProbeCostBenchmark : IBenchmark
     public string Name => "probe-cost";
     public string Description => "Each probe's cost in gradient evaluations on the demo network, Lanczos warm-start saving, probe-time fraction under a budget.";
 
-    private static string F(double x, string f = "F3") => x.ToString(f, CultureInfo.InvariantCulture);
+    private static string F(double x, string f = "F3") => BenchTable.F(x, f);
 
     public int Run(BenchContext context, TextWriter output)
     {
@@ -59,11 +59,7 @@ public sealed class ProbeCostBenchmark : IBenchmark
         return 0;
     }
 
-    private static double Median(List<double> xs)
-    {
-        xs.Sort();
-        return xs.Count % 2 == 1 ? xs[xs.Count / 2] : (xs[xs.Count / 2 - 1] + xs[xs.Count / 2]) / 2;
-    }
+    private static double Median(List<double> xs) => BenchTable.Median(xs);
 
     private static void CostPerProbe(PluginCatalog catalog, IModel model, Dataset probeSet, bool quick, TextWriter output)
     {
@@ -141,9 +137,11 @@ public sealed class ProbeCostBenchmark : IBenchmark
             output.WriteLine($"one probe-set gradient: {F(tGrad * 1e3, "F1")} ms; one HVP on a built graph: {F(tHvp * 1e3, "F1")} ms = {F(ratio, "F2")} gradient evaluations (fastest of {gradTimes.Count} / {hvpTimes.Count})");
             output.WriteLine("counted = gradient evaluations + HVPs × the HVP/gradient time ratio (per-sample gradients count as full ones: an upper bound);");
             output.WriteLine("timed = the measurement's seconds / one probe-set gradient's seconds");
-            output.WriteLine($"{"probe",-18} {"HVPs",6} {"grads",6} {"counted",9} {"seconds",9} {"timed",9}  convergence");
+            var table = new BenchTable("probe", "HVPs", "grads", "counted", "seconds", "timed", "convergence").LeftAligned(6);
             foreach (var r in rows)
-                output.WriteLine($"{r.Name,-18} {r.Hvps,6} {r.Grads,6} {F(r.Grads + r.Hvps * ratio, "F1"),9} {F(r.Seconds),9} {F(r.Seconds / tGrad, "F1"),9}  {r.Convergence}");
+                table.Add(r.Name, r.Hvps.ToString(CultureInfo.InvariantCulture), r.Grads.ToString(CultureInfo.InvariantCulture),
+                    F(r.Grads + r.Hvps * ratio, "F1"), F(r.Seconds), F(r.Seconds / tGrad, "F1"), r.Convergence);
+            table.Print(output);
         }
         finally
         {

@@ -127,7 +127,7 @@ public sealed class ServiceProcess : IDisposable
         return last!;
     }
 
-    /// <summary>Process ids of live worker processes working in this service's results folder.</summary>
+    /// <summary>Process ids of live worker processes of this service (their command lines name its plugin or results folder).</summary>
     public List<int> WorkerPids()
     {
         var pids = new List<int>();
@@ -137,7 +137,7 @@ public sealed class ServiceProcess : IDisposable
             try
             {
                 var cmd = File.ReadAllText(Path.Combine(dir, "cmdline")).Replace('\0', ' ');
-                if (cmd.Contains(" worker ") && cmd.Contains(Results)) pids.Add(pid);
+                if (cmd.Contains(" worker ") && cmd.Contains(Root)) pids.Add(pid);
             }
             catch (IOException) { }
             catch (UnauthorizedAccessException) { }
