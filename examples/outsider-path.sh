@@ -173,7 +173,10 @@ rows="$(echo "$csv" | tail -n +2 | grep -c .)"
 for column in step train_loss run_id; do
   echo "$header" | tr ',' '\n' | grep -qx "$column" || fail "the trace of $run has no column $column: $header"
 done
-[ "$rows" -eq 100 ] || fail "the trace of $run holds $rows rows, expected 100 (one per step)"
+# one row per step t = 0 ... steps (docs/parquet.md): 101 rows for the 100-step matrix
+[ "$rows" -eq 101 ] || fail "the trace of $run holds $rows rows, expected 101 (steps 0 ... 100)"
+scol="$(echo "$header" | tr ',' '\n' | grep -nx step | cut -d: -f1)"
+[ "$(echo "$csv" | tail -n +2 | cut -d, -f"$scol" | sort -n | sed -n '1p;$p' | paste -sd' ')" = "0 100" ] || fail "the trace of $run does not run from step 0 to 100"
 col="$(echo "$header" | tr ',' '\n' | grep -nx run_id | cut -d: -f1)"
 [ "$(echo "$csv" | tail -n +2 | cut -d, -f"$col" | sort -u)" = "$run" ] || fail "the trace rows of $run carry another run_id"
 rule="$(echo "$detail" | jq -r '.manifest_content.threshold_rule // empty')"
