@@ -1,3 +1,4 @@
+using Harness.Abstractions.Numerics;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -24,6 +25,6 @@ public static class Losses
     public static double Accuracy(Tensor logits, Tensor labels)
     {
         using var _ = NewDisposeScope();
-        return logits.argmax(1).eq(labels).to(ScalarType.Float64).mean().ToDouble();
+        return logits.argmax(1).eq(labels).to(ScalarType.Float64).mean().ReadDouble();
     }
 }

@@ -1,3 +1,4 @@
+using Harness.Abstractions.Numerics;
 using Harness.Abstractions;
 using TorchSharp;
 using static TorchSharp.torch;
@@ -31,7 +32,7 @@ public sealed class AccuracyProbe : IProbe
         if (ctx.Model.Accuracy(ctx.Model.Train) is { } trainAcc) m["train_accuracy"] = trainAcc;
         if (ctx.Model.Test is { } test)
         {
-            using (no_grad()) m["test_loss"] = ctx.Model.Loss(test).ToDouble();
+            using (no_grad()) m["test_loss"] = ctx.Model.Loss(test).ReadDouble();
             if (ctx.Model.Accuracy(test) is { } testAcc) m["test_accuracy"] = testAcc;
         }
         return m;

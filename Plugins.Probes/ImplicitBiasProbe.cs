@@ -116,7 +116,7 @@ public sealed class ImplicitBiasProbe(double beta1, double beta2, double eps, do
             ["implicit_bias_coef2"] = coef2,
         };
         using (var any = nonzero.any())
-            if (any.ToBoolean())
+            if (any.ReadBoolean())
                 m["implicit_bias_kappa"] = (b.abs() / g.abs()).masked_select(nonzero).max().item<double>();
 
         _b?.Dispose(); _w?.Dispose();

@@ -68,7 +68,7 @@ public sealed class PreconditionedOperator(ISymmetricOperator hessian, Tensor in
         var flat = ParameterVectors.Flatten(p.Select(t => t.detach()).ToList());
         using var zero = 0.ToScalar();
         using (var bad = flat.le(zero).logical_or(flat.isfinite().logical_not()).any())
-            if (bad.ToBoolean()) throw new InvalidOperationException("the optimizer's preconditioner has a non-positive or non-finite entry");
+            if (bad.ReadBoolean()) throw new InvalidOperationException("the optimizer's preconditioner has a non-positive or non-finite entry");
         return flat;
     }
 

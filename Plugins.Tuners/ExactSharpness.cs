@@ -59,7 +59,7 @@ public sealed class ExactSharpnessTuner(double sigma, int maxIterations, double 
             {
                 var hv = h.Multiply(v).detach();
                 lambda = ParameterVectors.Dot(v, hv);
-                double norm = hv.norm().ToDouble();
+                double norm = hv.norm().ReadDouble();
                 if (norm == 0) break;
                 using (var n = norm.ToScalar()) v = hv.div(n);
                 if (!double.IsNaN(previous) && Math.Abs(lambda - previous) <= tol * Math.Abs(lambda)) break;

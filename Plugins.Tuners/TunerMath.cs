@@ -14,7 +14,7 @@ public static class TunerMath
         double s = 0;
         using var scope = NewDisposeScope();
         for (int i = 0; i < a.Count; i++)
-            s += a[i].detach().to(ScalarType.Float64).flatten().dot(b[i].detach().to(ScalarType.Float64).flatten()).ToDouble();
+            s += a[i].detach().to(ScalarType.Float64).flatten().dot(b[i].detach().to(ScalarType.Float64).flatten()).ReadDouble();
         return s;
     }
 

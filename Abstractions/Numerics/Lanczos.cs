@@ -258,7 +258,7 @@ public static class Lanczos
     private static double NormOf(Tensor v)
     {
         using var n = v.to(ScalarType.Float64).norm();
-        return n.ToDouble();
+        return n.ReadDouble();
     }
 
     /// <summary>Eigen-decomposition (ascending) of the symmetric block h[from.., from..] of size m, in float64;

@@ -35,7 +35,7 @@ public static class ParameterVectors
         foreach (var t in tensors)
         {
             using var n = t.to(ScalarType.Float64).pow(two).sum();
-            s += n.ToDouble();
+            s += n.ReadDouble();
         }
         return Math.Sqrt(s);
     }
@@ -43,6 +43,6 @@ public static class ParameterVectors
     public static double Dot(Tensor a, Tensor b)
     {
         using var d = a.to(ScalarType.Float64).dot(b.to(ScalarType.Float64));
-        return d.ToDouble();
+        return d.ReadDouble();
     }
 }

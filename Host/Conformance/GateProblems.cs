@@ -1,3 +1,4 @@
+using Harness.Abstractions.Numerics;
 using Harness.Abstractions;
 using TorchSharp;
 using static TorchSharp.torch;
@@ -33,7 +34,10 @@ internal abstract class GateObjective : IObjective, IDisposable
         using var _ = no_grad();
         var x = cat(_params.Select(p => p.detach().reshape(-1)).ToArray());
         if (direction is not null && scale != 0)
-            x = x.add(cat(direction.Select(d => d.detach().to(ScalarType.Float64).reshape(-1)).ToArray()), alpha: scale);
+        {
+            using var alpha = scale.ToScalar();
+            x = x.add(cat(direction.Select(d => d.detach().to(ScalarType.Float64).reshape(-1)).ToArray()), alpha);
+        }
         return x;
     }
 
@@ -96,16 +100,19 @@ internal sealed class GateQuadratic : GateObjective
         var lambda = tensor(Enumerable.Range(0, p).Select(i => Math.Pow(4, i / (p - 1.0))).ToArray(), dtype: ScalarType.Float64);
         var (q, _) = linalg.qr(randn(p, p, dtype: ScalarType.Float64, generator: gen));
         var a = q.matmul(diag(lambda)).matmul(q.T);
-        a = ((a + a.T) / 2).DetachFromDisposeScope();
-        var w = randn(3, 4, dtype: ScalarType.Float64, generator: gen) * 0.2;
-        var b = randn(5, dtype: ScalarType.Float64, generator: gen) * 0.2;
+        using var one = 1.0.ToScalar();
+        using var half = 0.5.ToScalar();
+        using var small = 0.2.ToScalar();
+        a = a.add(a.T, one).mul(half).DetachFromDisposeScope();
+        var w = randn(3, 4, dtype: ScalarType.Float64, generator: gen).mul(small);
+        var b = randn(5, dtype: ScalarType.Float64, generator: gen).mul(small);
         return new GateQuadratic([w, b], a);
     }
 
     protected override (double, Tensor) LossAndGradient(Tensor x)
     {
         var g = _a.mv(x);
-        return (0.5 * x.dot(g).ToDouble(), g);
+        return (0.5 * x.dot(g).ReadDouble(), g);
     }
 
     protected override Tensor HessianAt(Tensor x) => _a.clone();

@@ -1,3 +1,4 @@
+using Harness.Abstractions.Numerics;
 using System.Globalization;
 using Harness.Abstractions;
 using TorchSharp;
@@ -170,7 +171,7 @@ public static partial class ConformanceGate
         if (opt.Preconditioner is { Count: > 0 } pre)
         {
             using var _ = no_grad();
-            p = pre[0].detach().to(ScalarType.Float64).reshape(-1)[0].ToDouble();
+            p = pre[0].detach().to(ScalarType.Float64).reshape(-1)[0].ReadDouble();
         }
         double r = lambda / p / threshold;
         return double.IsFinite(r) && r > 0 ? r : null;

@@ -36,14 +36,14 @@ public sealed class TorchObjective(IModel model, Dataset batch) : IObjective
         var detached = new Tensor[_params.Length];
         for (int i = 0; i < _params.Length; i++)
             detached[i] = IsMissing(grads[i]) ? zeros_like(_params[i]) : grads[i].detach();
-        return new Evaluation(loss.detach().ToDouble(), detached);
+        return new Evaluation(loss.detach().ReadDouble(), detached);
     }
 
     public double LossAt(IReadOnlyList<Tensor> direction, double scale) =>
         AtOffset(direction, scale, () =>
         {
             using var _ = no_grad();
-            return _model.Loss(_batch).ToDouble();
+            return _model.Loss(_batch).ReadDouble();
         });
 
     public Evaluation EvaluateAt(IReadOnlyList<Tensor> direction, double scale) =>

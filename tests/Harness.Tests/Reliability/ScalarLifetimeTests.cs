@@ -24,7 +24,7 @@ public sealed class ScalarLifetimeTests
         ["Plugins.Tuners", "Harness.Plugins.Tuners", ""],
         ["Plugins.Probes", "Harness.Plugins.Probes", ""],
         ["Plugins.Models", "Harness.Plugins.Models", ""],
-        ["Host", "Harness.Host", "Training"],
+        ["Host", "Harness.Host", ""],
         ["Abstractions", "Harness.Abstractions", ""],
     ];
 
@@ -55,11 +55,13 @@ public sealed class ScalarLifetimeTests
                         t.mul_(b);
                         var u = t * 2.0;
                         var q = t.square();
+                        double d = q.sum().ToDouble();
+                        t.mul_(beta.ToScalar());
                     }
                 }
                 """);
             var found = ImplicitScalars(dir, "ScanProbe", "");
-            Assert.AreEqual(4, found.Count, string.Join("\n", found));
+            Assert.AreEqual(6, found.Count, string.Join("\n", found));
         }
         finally { Directory.Delete(dir, true); }
     }
@@ -118,8 +120,12 @@ public sealed class ScalarLifetimeTests
                     && why is null
                     && model.GetSymbolInfo(node).Symbol is IMethodSymbol called
                     && called.ContainingAssembly?.Name == "TorchSharp"
-                    && ConvertingInside.Value.Contains(called.OriginalDefinition.MetadataToken))
+                    && ConvertingInside.Value.Contains((called.ReducedFrom ?? called).OriginalDefinition.MetadataToken))
                     why = $"TorchSharp's {called.ContainingType.Name}.{called.Name} converts a primitive to a Scalar inside";
+                if (why is null && node is InvocationExpressionSyntax { Parent: MemberAccessExpressionSyntax or ArgumentSyntax } made
+                    && model.GetSymbolInfo(made).Symbol is IMethodSymbol { ContainingAssembly.Name: "TorchSharp" }
+                    && SymbolEqualityComparer.Default.Equals(model.GetTypeInfo(made).Type, scalar))
+                    why = "a Scalar used as a temporary (nothing disposes it or keeps it alive during the native call)";
                 if (why is null) continue;
                 int line = node.GetLocation().GetLineSpan().StartLinePosition.Line + 1;
                 found.Add($"{rel}:{line}: {why}: {node.ToString().Split('\n')[0].Trim()}");
@@ -147,6 +153,7 @@ public sealed class ScalarLifetimeTests
                 byte[]? il;
                 try { il = method.GetMethodBody()?.GetILAsByteArray(); } catch (Exception) { continue; }
                 if (il is null) continue;
+                bool makesScalar = false, disposesScalar = false;
                 for (int i = 0; i < il.Length;)
                 {
                     ushort code = il[i] == 0xFE ? (ushort)(0xFE00 | il[i + 1]) : il[i];
@@ -168,6 +175,8 @@ public sealed class ScalarLifetimeTests
                             var target = module.ResolveMethod(BitConverter.ToInt32(il, i), type.IsGenericType ? type.GetGenericArguments() : null,
                                 method.IsGenericMethod ? method.GetGenericArguments() : null);
                             if (target is { Name: "op_Implicit" } && target.DeclaringType == typeof(TorchSharp.Scalar)) tokens.Add(method.MetadataToken);
+                            else if (target is MethodInfo { ReturnType: var rt } && rt == typeof(TorchSharp.Scalar)) makesScalar = true;
+                            else if (target is { Name: "Dispose" } && target.DeclaringType == typeof(TorchSharp.Scalar)) disposesScalar = true;
                             else if (target is not null && target.Module == module)
                             {
                                 if (!callers.TryGetValue(target.MetadataToken, out var set)) callers[target.MetadataToken] = set = [];
@@ -178,6 +187,11 @@ public sealed class ScalarLifetimeTests
                     }
                     i += size;
                 }
+                // A method that obtains a Scalar (Tensor.ToScalar(), x.ToScalar()) and neither returns nor disposes it
+                // leaves it to the finalizer while the native call may still read it: Tensor.ToDouble() is
+                // ToScalar().ToDouble(), and the temporary can be finalized inside THSTorch_scalar_to_float64.
+                bool returnsScalar = method is MethodInfo info && info.ReturnType == typeof(TorchSharp.Scalar);
+                if (makesScalar && !disposesScalar && !returnsScalar) tokens.Add(method.MetadataToken);
             }
         // Transitively: operator +(Tensor, Tensor) => add(right) => add(right, 1).
         var queue = new Queue<int>(tokens);
