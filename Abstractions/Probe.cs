@@ -48,6 +48,30 @@ public interface IProbe : IDisposable
     IReadOnlyDictionary<string, double> Measure(ProbeContext context);
 }
 
+/// <summary>
+/// Optional, for a probe whose measurement depends on its earlier ones (a Lanczos warm-start vector, the previous
+/// ratio of a crossing counter). The host saves the exported state with the run's checkpoint and imports it on resume,
+/// so a resumed run measures exactly what an uninterrupted run would. A probe without this interface starts a resumed
+/// run fresh.
+/// </summary>
+public interface ICheckpointedProbe
+{
+    /// <summary>The state now. The tensors stay the probe's (the host copies them out and does not dispose them).</summary>
+    ProbeState ExportState();
+    /// <summary>Restores a state exported by the same probe with the same hyperparameters, and re-publishes on the run's
+    /// blackboard (<see cref="ProbeContext.Shared"/>) what the probe had published there. The tensors are the host's
+    /// (on the run's device, with the saved dtype and shape; disposed after the call): copy what you keep.</summary>
+    void ImportState(ProbeState state, IDictionary<string, object> shared);
+}
+
+/// <summary>A probe's state between measurements: named tensors (saved bit-exactly with dtype and shape) and named
+/// numbers.</summary>
+public sealed class ProbeState
+{
+    public Dictionary<string, Tensor> Tensors { get; } = new(StringComparer.Ordinal);
+    public Dictionary<string, double> Values { get; } = new(StringComparer.Ordinal);
+}
+
 /// <summary>Factory for one probe, discovered in a plugin assembly.</summary>
 public interface IProbePlugin
 {

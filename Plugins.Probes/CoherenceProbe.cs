@@ -57,7 +57,7 @@ public sealed class CoherenceProbePlugin : IProbePlugin
         (int)hp.Integer("top_k"), hp.Boolean("reuse"));
 }
 
-public sealed class CoherenceProbe : IProbe
+public sealed class CoherenceProbe : IProbe, ICheckpointedProbe
 {
     private readonly LanczosProbe _precond, _hessian;
     private readonly int _topK;
@@ -134,6 +134,20 @@ public sealed class CoherenceProbe : IProbe
             return m;
         }
         finally { hessian?.Dispose(); }
+    }
+
+    public ProbeState ExportState()
+    {
+        var state = new ProbeState();
+        _precond.Export(state, "precond_");
+        _hessian.Export(state, "hessian_");
+        return state;
+    }
+
+    public void ImportState(ProbeState state, IDictionary<string, object> shared)
+    {
+        _precond.Import(state, "precond_");
+        _hessian.Import(state, "hessian_");
     }
 
     public void Dispose() { _precond.Dispose(); _hessian.Dispose(); }

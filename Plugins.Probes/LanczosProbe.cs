@@ -29,12 +29,19 @@ internal sealed class LanczosProbe(LanczosOptions options, bool warmStart, long 
 
     private Tensor? _previous;
     private Tensor? _published;
+    private long _publishedStep;
 
     /// <summary>Runs Lanczos. When <paramref name="publishTo"/> is given, the top Ritz vector is published there under
     /// <see cref="ProbeBlackboard.TopEigenvector"/> with its step (this probe owns it until the next run or disposal).</summary>
     public LanczosResult Run(ISymmetricOperator op, IObjective objective, long step = 0, IDictionary<string, object>? publishTo = null)
     {
         var p0 = objective.Parameters[0];
+        if (_previous is not null && _previous.device != p0.device)
+        {
+            var moved = _previous.to(p0.device).DetachFromDisposeScope();
+            _previous.Dispose();
+            _previous = moved;
+        }
         var result = Lanczos.Run(op, options, warmStart ? _previous : null, seed, p0.dtype, p0.device);
         if (warmStart)
         {
@@ -46,10 +53,41 @@ internal sealed class LanczosProbe(LanczosOptions options, bool warmStart, long 
             var old = _published;
             _published = result.Top[0].Vector.detach().clone().DetachFromDisposeScope();
             publishTo[ProbeBlackboard.TopEigenvector] = _published;
+            _publishedStep = step;
             publishTo[ProbeBlackboard.TopEigenvectorStep] = step;
             old?.Dispose();
         }
         return result;
+    }
+
+    /// <summary>Saves the warm-start vector under <paramref name="prefix"/> (nothing before the first measurement).</summary>
+    public void Export(ProbeState state, string prefix)
+    {
+        if (_previous is not null) state.Tensors[prefix + "warm_start"] = _previous;
+        if (_published is not null)
+        {
+            state.Tensors[prefix + "published"] = _published;
+            state.Values[prefix + "published_step"] = _publishedStep;
+        }
+    }
+
+    /// <summary>Restores the warm-start vector and, given the blackboard, re-publishes the top vector there.</summary>
+    public void Import(ProbeState state, string prefix, IDictionary<string, object>? publishTo = null)
+    {
+        if (warmStart && state.Tensors.TryGetValue(prefix + "warm_start", out var v))
+        {
+            _previous?.Dispose();
+            _previous = v.detach().clone().DetachFromDisposeScope();
+        }
+        if (publishTo is not null && state.Tensors.TryGetValue(prefix + "published", out var published)
+            && state.Values.TryGetValue(prefix + "published_step", out var step))
+        {
+            _published?.Dispose();
+            _published = published.detach().clone().DetachFromDisposeScope();
+            _publishedStep = (long)step;
+            publishTo[ProbeBlackboard.TopEigenvector] = _published;
+            publishTo[ProbeBlackboard.TopEigenvectorStep] = _publishedStep;
+        }
     }
 
     public void Dispose()

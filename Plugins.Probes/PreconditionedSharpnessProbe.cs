@@ -25,7 +25,7 @@ public sealed class PreconditionedSharpnessProbePlugin : IProbePlugin
     public IProbe Create(HyperparameterValues hp) => new PreconditionedSharpnessProbe(LanczosProbe.Create(hp));
 }
 
-public sealed class PreconditionedSharpnessProbe : IProbe
+public sealed class PreconditionedSharpnessProbe : IProbe, ICheckpointedProbe
 {
     private readonly LanczosProbe _lanczos;
     private readonly CrossingDetector _crossing = new();
@@ -48,6 +48,20 @@ public sealed class PreconditionedSharpnessProbe : IProbe
             metrics["precond_edge_crossing"] = _crossing.Observe(ratio);
         }
         return metrics;
+    }
+
+    public ProbeState ExportState()
+    {
+        var state = new ProbeState();
+        _lanczos.Export(state, "");
+        _crossing.Export(state, "previous_edge_ratio");
+        return state;
+    }
+
+    public void ImportState(ProbeState state, IDictionary<string, object> shared)
+    {
+        _lanczos.Import(state, "");
+        _crossing.Import(state, "previous_edge_ratio");
     }
 
     public void Dispose() => _lanczos.Dispose();

@@ -168,4 +168,12 @@ public sealed class CrossingDetector
         if (double.IsFinite(ratio)) _previous = ratio;
         return up ? 1 : 0;
     }
+
+    public void Export(ProbeState state, string key)
+    {
+        if (_previous is { } p) state.Values[key] = p;
+    }
+
+    public void Import(ProbeState state, string key) =>
+        _previous = state.Values.TryGetValue(key, out var p) ? p : null;
 }

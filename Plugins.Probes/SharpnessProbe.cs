@@ -25,7 +25,7 @@ public sealed class SharpnessProbePlugin : IProbePlugin
     public IProbe Create(HyperparameterValues hp) => new SharpnessProbe(LanczosProbe.Create(hp));
 }
 
-public sealed class SharpnessProbe : IProbe
+public sealed class SharpnessProbe : IProbe, ICheckpointedProbe
 {
     private readonly LanczosProbe _lanczos;
     private readonly CrossingDetector _crossing = new();
@@ -47,6 +47,20 @@ public sealed class SharpnessProbe : IProbe
             metrics["edge_crossing"] = _crossing.Observe(ratio);
         }
         return metrics;
+    }
+
+    public ProbeState ExportState()
+    {
+        var state = new ProbeState();
+        _lanczos.Export(state, "");
+        _crossing.Export(state, "previous_edge_ratio");
+        return state;
+    }
+
+    public void ImportState(ProbeState state, IDictionary<string, object> shared)
+    {
+        _lanczos.Import(state, "", shared);
+        _crossing.Import(state, "previous_edge_ratio");
     }
 
     public void Dispose() => _lanczos.Dispose();

@@ -29,8 +29,12 @@ public static class BenchCommand
     public static Command Create(Option<string?> plugins)
     {
         var quick = new Option<bool>("--quick") { Description = "fewer repetitions" };
+        var threads = new Option<int?>("--threads")
+        {
+            Description = $"libtorch threads of every benchmark, and of both sides of `peer` (default: ${Bench.PeerBenchmark.ThreadsVariable}, else 1: on shared cores more threads measure contention)",
+        };
         var which = new Argument<string[]>("benchmark") { Description = "benchmarks to run (default: all)", Arity = ArgumentArity.ZeroOrMore };
-        var cmd = new Command("bench", "Measure speed and cost figures (ratios within one run on this machine).") { which, plugins, quick };
+        var cmd = new Command("bench", "Measure speed and cost figures (ratios within one run on this machine).") { which, plugins, quick, threads };
         cmd.SetAction(p =>
         {
             var all = All();
@@ -41,6 +45,12 @@ public static class BenchCommand
                 Console.Error.WriteLine($"error: unknown benchmark(s) {string.Join(", ", unknown)}; available: {string.Join(", ", all.Select(b => b.Name))}");
                 return 2;
             }
+            if (p.GetValue(threads) is { } n)
+            {
+                if (n < 1) { Console.Error.WriteLine($"error: --threads must be at least 1 (got {n})"); return 2; }
+                Environment.SetEnvironmentVariable(Bench.PeerBenchmark.ThreadsVariable, n.ToString(System.Globalization.CultureInfo.InvariantCulture));
+            }
+            TorchSharp.torch.set_num_threads(int.TryParse(Environment.GetEnvironmentVariable(Bench.PeerBenchmark.ThreadsVariable), out var t) && t > 0 ? t : 1);
             var ctx = new BenchContext(p.GetValue(plugins) ?? Path.Combine(AppContext.BaseDirectory, "plugins"), p.GetValue(quick));
             int rc = 0;
             foreach (var b in all.Where(b => names.Length == 0 || names.Contains(b.Name)))

@@ -13,7 +13,9 @@ namespace Harness.Host.Training;
 /// interrupted run resumes exactly instead of starting over. Parameters, the initial parameters θ0 and the
 /// previous update are stored as their exact bytes (params.bin, initial.bin, previous.bin); the optimizer's
 /// <see cref="OptimizerState"/> as JSON (float64 values round-trip exactly); state.json holds the step and the
-/// initial loss; scheduler.json the probe scheduler's state (so probes fire at the steps of an uninterrupted run);
+/// initial loss; scheduler.json the probe scheduler's state (so probes fire at the steps of an uninterrupted run); probes.bin
+/// the states of the probes that implement <see cref="ICheckpointedProbe"/> (warm-start vectors, so they measure what
+/// an uninterrupted run measures);
 /// checksums.json the SHA-256 of every other file. Written into checkpoint.tmp/ and renamed, so a crash leaves the
 /// previous checkpoint intact; a checkpoint whose files do not match their checksums (truncated, overwritten) is
 /// discarded with the reason and the run starts over. The trace is flushed before, so the trace always holds every
@@ -38,7 +40,7 @@ public sealed class RunCheckpoint
 
     public static void Save(string runDir, long step, IModel model, IOptimizer optimizer, IReadOnlyList<Tensor> initial,
         IReadOnlyList<Tensor>? previousUpdate, double? initialLoss, IReadOnlyList<Tensor>? updateBeforePrevious = null,
-        ProbeSchedulerState? scheduler = null)
+        ProbeSchedulerState? scheduler = null, IReadOnlyList<ProbeState?>? probeStates = null)
     {
         string final = Path.Combine(runDir, Folder), tmp = final + ".tmp", old = final + ".old";
         try
@@ -51,6 +53,7 @@ public sealed class RunCheckpoint
             if (updateBeforePrevious is not null) WriteTensors(Path.Combine(tmp, "before_previous.bin"), updateBeforePrevious);
             File.WriteAllText(Path.Combine(tmp, "optimizer.json"), JsonSerializer.Serialize(optimizer.ExportState(), Json));
             if (scheduler is not null) File.WriteAllText(Path.Combine(tmp, "scheduler.json"), JsonSerializer.Serialize(scheduler, Json));
+            if (probeStates is not null) WriteProbeStates(Path.Combine(tmp, ProbesFile), probeStates);
             File.WriteAllText(Path.Combine(tmp, "state.json"), JsonSerializer.Serialize(new StateDto(step, initialLoss, previousUpdate is not null), Json));
             var sums = Directory.GetFiles(tmp).Order(StringComparer.Ordinal)
                 .ToDictionary(Path.GetFileName, f => Sha256(f), StringComparer.Ordinal);
@@ -147,6 +150,75 @@ public sealed class RunCheckpoint
         optimizer.ImportState(JsonSerializer.Deserialize<OptimizerState>(File.ReadAllText(Path.Combine(dir, "optimizer.json")), Json)!);
         beforePrevious = Updates(Path.Combine(dir, "before_previous.bin"), model);
         return Updates(Path.Combine(dir, "previous.bin"), model);
+    }
+
+    /// <summary>The probes' states (one per probe of the run, in the matrix's order; null for a probe that saved none),
+    /// or null when the checkpoint has none. The tensors are on the CPU and belong to the caller.</summary>
+    public List<ProbeState?>? ProbeStates(string runDir)
+    {
+        var path = Path.Combine(runDir, Folder, ProbesFile);
+        if (!File.Exists(path)) return null;
+        using var f = File.OpenRead(path);
+        using var r = new BinaryReader(f);
+        int probes = r.ReadInt32();
+        if (probes is < 0 or > 10_000) throw new InvalidDataException($"{path}: {probes} probe states");
+        var result = new List<ProbeState?>();
+        for (int i = 0; i < probes; i++)
+        {
+            if (!r.ReadBoolean()) { result.Add(null); continue; }
+            var state = new ProbeState();
+            int tensors = r.ReadInt32();
+            for (int k = 0; k < tensors; k++)
+            {
+                string name = r.ReadString();
+                var dtype = (ScalarType)r.ReadInt32();
+                int ndim = r.ReadInt32();
+                if (ndim is < 0 or > 8) throw new InvalidDataException($"{path}: tensor {name} has {ndim} dimensions");
+                var shape = new long[ndim];
+                for (int d = 0; d < ndim; d++) shape[d] = r.ReadInt64();
+                int length = r.ReadInt32();
+                if (length < 0 || length > f.Length - f.Position) throw new InvalidDataException($"{path}: tensor {name} claims {length} bytes");
+                var t = empty(shape, dtype: dtype).DetachFromDisposeScope();
+                if (t.bytes.Length != length) { t.Dispose(); throw new InvalidDataException($"{path}: tensor {name} has {length} bytes, its shape needs another size"); }
+                t.bytes = r.ReadBytes(length);
+                state.Tensors[name] = t;
+            }
+            int values = r.ReadInt32();
+            for (int k = 0; k < values; k++) state.Values[r.ReadString()] = r.ReadDouble();
+            result.Add(state);
+        }
+        return result;
+    }
+
+    private const string ProbesFile = "probes.bin";
+
+    private static void WriteProbeStates(string path, IReadOnlyList<ProbeState?> states)
+    {
+        using var f = File.Create(path);
+        using var w = new BinaryWriter(f);
+        w.Write(states.Count);
+        foreach (var state in states)
+        {
+            w.Write(state is not null);
+            if (state is null) continue;
+            w.Write(state.Tensors.Count);
+            foreach (var (name, t) in state.Tensors.OrderBy(kv => kv.Key, StringComparer.Ordinal))
+            {
+                w.Write(name);
+                w.Write((int)t.dtype);
+                w.Write(t.shape.Length);
+                foreach (var d in t.shape) w.Write(d);
+                var bytes = t.detach().cpu().contiguous().bytes.ToArray();
+                w.Write(bytes.Length);
+                w.Write(bytes);
+            }
+            w.Write(state.Values.Count);
+            foreach (var (name, v) in state.Values.OrderBy(kv => kv.Key, StringComparer.Ordinal))
+            {
+                w.Write(name);
+                w.Write(v);
+            }
+        }
     }
 
     private static List<Tensor>? Updates(string path, IModel model)

@@ -244,6 +244,21 @@ public sealed class RunExecutor(PluginCatalog plugins, HarnessMetrics metrics, I
         {
             previousUpdate = checkpoint.Restore(_runDir, model, optimizer, initial, out updateBeforePrevious);
             if (checkpoint.Scheduler is { } schedulerState) scheduler.ImportState(schedulerState);
+            if (checkpoint.ProbeStates(_runDir) is { } probeStates && probeStates.Count == probes.Count)
+                for (int i = 0; i < probes.Count; i++)
+                {
+                    if (probeStates[i] is not { } state) continue;
+                    var device = initial[0].device;
+                    foreach (var key in state.Tensors.Keys.ToList())
+                        if (state.Tensors[key].device != device)
+                        {
+                            var moved = state.Tensors[key].to(device).DetachFromDisposeScope();
+                            state.Tensors[key].Dispose();
+                            state.Tensors[key] = moved;
+                        }
+                    try { if (probes[i].probe is ICheckpointedProbe p) p.ImportState(state, shared); }
+                    finally { foreach (var t in state.Tensors.Values) t.Dispose(); }
+                }
             initialLoss = checkpoint.InitialLoss;
             start = checkpoint.Step;
             manifest.StepsCompleted = start;
@@ -374,7 +389,8 @@ public sealed class RunExecutor(PluginCatalog plugins, HarnessMetrics metrics, I
             if (!last && spec.Training.CheckpointEvery > 0 && (t + 1) % spec.Training.CheckpointEvery == 0 && t + 1 < steps)
             {
                 trace.Flush(); // every row before the checkpoint is on disk before the checkpoint is
-                RunCheckpoint.Save(_runDir, t + 1, model, optimizer, initial, previousUpdate, initialLoss, updateBeforePrevious, scheduler.ExportState());
+                RunCheckpoint.Save(_runDir, t + 1, model, optimizer, initial, previousUpdate, initialLoss, updateBeforePrevious, scheduler.ExportState(),
+                    probes.Select(p => (p.probe as ICheckpointedProbe)?.ExportState()).ToList());
                 manifest.Save(manifestPath);
             }
         }

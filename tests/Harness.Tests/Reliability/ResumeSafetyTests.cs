@@ -34,15 +34,31 @@ public sealed class ResumeSafetyTests
             every: 7
         """;
 
+    // Warm-started Lanczos probes: a resumed run that forgot the previous top vectors starts cold and needs other
+    // Hessian-vector products (and gets other bits) at its first measurements after the checkpoint.
+    private static readonly string WarmYaml = Yaml
+        .Replace("name: resume", "name: resume-warm")
+        .Replace("dim: 12", "dim: 80")
+        .Replace("""
+              - name: hessian_trace
+                every: 7
+            """, """
+              - name: sharpness
+                every: 3
+                hyperparameters: { top_k: 2 }
+              - name: coherence
+                every: 7
+            """);
+
     private sealed class CancelAt(long step, CancellationTokenSource? cts) : IRunProgress
     {
         public void RunStep(RunCell cell, long s, double loss, IReadOnlyDictionary<string, double> probes) { if (s == step) cts?.Cancel(); }
     }
 
-    private static (PluginCatalog, RunCell) Cell()
+    private static (PluginCatalog, RunCell) Cell(string yaml = Yaml)
     {
         var catalog = PluginCatalog.Load(Paths.PluginArtifacts);
-        return (catalog, MatrixExpander.Expand(new MatrixParser(catalog).Parse(Yaml, "resume.yaml")).Single());
+        return (catalog, MatrixExpander.Expand(new MatrixParser(catalog).Parse(yaml, "resume.yaml")).Single());
     }
 
     private static RunManifest Run(PluginCatalog catalog, RunCell cell, string dir, long cancelAt = -1)
@@ -63,9 +79,18 @@ public sealed class ResumeSafetyTests
     }
 
     [TestMethod]
-    public void AResumedRunHasTheUninterruptedTraceProbeRowsIncluded()
+    public void AResumedRunHasTheUninterruptedTraceProbeRowsIncluded() => ResumedTraceEqualsUninterrupted(Yaml);
+
+    [TestMethod]
+    public void AResumedRunKeepsTheWarmStartOfItsEigenvalueProbes()
     {
-        var (catalog, cell) = Cell();
+        Assert.AreNotEqual(Yaml, WarmYaml, "the warm-start matrix must differ from the base one");
+        ResumedTraceEqualsUninterrupted(WarmYaml);
+    }
+
+    private static void ResumedTraceEqualsUninterrupted(string yaml)
+    {
+        var (catalog, cell) = Cell(yaml);
         string root = Paths.NewTempDirectory("resume-probes");
         try
         {
