@@ -97,6 +97,45 @@ public sealed class DataTests
         StringAssert.Contains(e2.Message, labels);
     }
 
+    [TestMethod]
+    public void GzipImagesAreReadFromTheirDecompressedCopyAfterTheFirstRead()
+    {
+        var dir = Temp("fmnist-cache-data");
+        var cache = Temp("fmnist-cache");
+        foreach (var f in new[] { "train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz" })
+            File.Copy(Path.Combine(FashionMnist.DefaultDirectory, f), Path.Combine(dir, f));
+        int[] indices = [59_999, 0, 17, 17, 31_337, 1, 59_998, 0];
+        string? before = Environment.GetEnvironmentVariable(FashionMnist.CacheVariable);
+        try
+        {
+            Environment.SetEnvironmentVariable(FashionMnist.CacheVariable, "off");
+            var streamed = FashionMnist.ReadImages(dir, true, indices);
+            Assert.IsEmpty(Directory.GetFileSystemEntries(cache));
+
+            Environment.SetEnvironmentVariable(FashionMnist.CacheVariable, cache);
+            var first = FashionMnist.ReadImages(dir, true, indices);      // streams the gzip file and writes the copy
+            var copies = Directory.GetFiles(cache, "train-images-idx3-ubyte", SearchOption.AllDirectories);
+            Assert.HasCount(1, copies);
+            Assert.AreEqual(16 + 60_000L * 784, new FileInfo(copies[0]).Length);
+            Assert.IsEmpty(Directory.GetFiles(cache, "*.tmp", SearchOption.AllDirectories));
+            var second = FashionMnist.ReadImages(dir, true, indices);     // reads the copy's rows
+            CollectionAssert.AreEqual(streamed, first);
+            CollectionAssert.AreEqual(streamed, second);
+            CollectionAssert.AreEqual(streamed[(7 * 784)..(8 * 784)], streamed[(1 * 784)..(2 * 784)], "a repeated index repeats its row");
+
+            // A damaged copy is discarded and rebuilt from the original.
+            using (var f = new FileStream(copies[0], FileMode.Open)) f.SetLength(1000);
+            CollectionAssert.AreEqual(streamed, FashionMnist.ReadImages(dir, true, indices));
+            Assert.AreEqual(16 + 60_000L * 784, new FileInfo(copies[0]).Length);
+
+            // A replaced original gets its own copy (the key holds its length and modification time).
+            File.SetLastWriteTimeUtc(Path.Combine(dir, "train-images-idx3-ubyte.gz"), DateTime.UtcNow.AddMinutes(-5));
+            CollectionAssert.AreEqual(streamed, FashionMnist.ReadImages(dir, true, indices));
+            Assert.HasCount(2, Directory.GetFiles(cache, "train-images-idx3-ubyte", SearchOption.AllDirectories));
+        }
+        finally { Environment.SetEnvironmentVariable(FashionMnist.CacheVariable, before); }
+    }
+
     // ---- CIFAR: small files in the real binary format ----
 
     /// <summary>Writes CIFAR-10 (or -100) binary batches with <paramref name="perClassPerFile"/> records per class in
