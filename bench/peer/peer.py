@@ -160,7 +160,7 @@ def cmd_demo(a, p):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("command", choices=["steps", "sharpness", "demo", "matrix", "info"])
+    ap.add_argument("command", choices=["steps", "sharpness", "demo", "matrix", "gemm", "info"])
     ap.add_argument("--data", required=False, help="folder of x.npy, y.npy, w<l>.npy, b<l>.npy")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--lr", type=float, default=0.05)
@@ -180,6 +180,16 @@ def main():
             "blas": torch.__config__.show().split("BLAS_INFO=")[1].split(",")[0] if "BLAS_INFO=" in torch.__config__.show() else "?"}
     if a.command == "info":
         result = {}
+    elif a.command == "gemm":
+        # the largest product of a width-1000 step (float32 2000x784 . 784x1000), best of --reps, as the harness times it
+        g = torch.Generator().manual_seed(1)
+        x, w = torch.randn(2000, 784, generator=g), torch.randn(784, 1000, generator=g)
+        best = float("inf")
+        for _ in range(a.reps):
+            t0 = time.perf_counter()
+            x.matmul(w)
+            best = min(best, time.perf_counter() - t0)
+        result = {"gemm_flops": 2.0 * 2000 * 784 * 1000 / best}
     elif a.command == "matrix":
         # a matrix of short runs, each from the files (the work a harness run does: build data and model, train)
         t0 = time.perf_counter()

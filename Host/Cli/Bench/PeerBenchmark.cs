@@ -112,6 +112,15 @@ public sealed class PeerBenchmark : IBenchmark
         int reps = quick ? 1 : 3;
         double peak = GemmPeak(quick);
         output.WriteLine($"-- GEMM rate of this process (float32 2000×784·784×1000, best of repetitions): {F(peak / 1e9, "F1")} GFLOP/s");
+        // The same product in PyTorch: whether the step's gap is the BLAS (libtorch's bundled MKL against Debian's
+        // OpenBLAS) rather than the harness's own work.
+        var gemm = Python(["gemm", "--reps", quick ? "3" : "10"], null, out _, out _);
+        if (gemm?["gemm_flops"] is { } g && (double)g > 0)
+        {
+            double peer = (double)g;
+            output.WriteLine($"   the same product in PyTorch: {F(peer / 1e9, "F1")} GFLOP/s; time ratio harness/PyTorch {F(peer / peak, "F2")}");
+            Row("GEMM 2000×784·784×1000 float32 (libtorch's BLAS against PyTorch's)", $"{F(peak / 1e9, "F1")} GFLOP/s", $"{F(peer / 1e9, "F1")} GFLOP/s", peer / peak, "evidence (time ratio)");
+        }
         output.WriteLine($"-- training step without probes (GD, full batch of 2000; η = {Lr} at width 100, {WideLr} wider, where {Lr} diverges), {reps} interleaved repetition(s)");
         output.WriteLine($"{"width",6} {"params",8} {"steps",6} {"bare_ms",9} {"run_ms",9} {"torch_ms",9} {"run/bare",9} {"bare/torch",10} {"run/torch",10} " +
                          $"{"first_s",8} {"torch_1st",9} {"rss_MiB",8} {"torch_MiB",9} {"faults/1k",10} {"torch_f/1k",10}");
